@@ -1,0 +1,5 @@
+import sys
+
+from portaclass.cli import main
+
+sys.exit(main())

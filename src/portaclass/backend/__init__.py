@@ -1,0 +1,50 @@
+"""The backend adaptation layer: the same functions on every Keras backend.
+
+The backend is resolved once (``portaclass.config``), then the matching module
+is imported and its functions re-exported, as keras/src/backend does. Each
+module (``_tensorflow``, ``_torch``, ``_jax``) implements:
+
+- ``to_numpy(x)``: tensors on any device, and nested structures of them, to NumPy
+- ``device_of(x)`` and ``list_devices()``: ``Device(kind, index, name, memory_bytes)``
+- ``on_device(spec)``: context manager placing new tensors/variables on a device
+- ``cpu_copy(model)``: a copy of a model with its variables on the CPU
+- ``peak_memory(device=None)``: peak process RSS on CPU, peak device bytes on GPU
+- ``seed_everything(seed, deterministic=False)``
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from portaclass import config
+from portaclass.backend._common import Device, parse_device_spec
+
+_module = importlib.import_module(f"portaclass.backend._{config.active_backend()}")
+
+NAME: str = _module.NAME
+to_numpy = _module.to_numpy
+device_of = _module.device_of
+list_devices = _module.list_devices
+on_device = _module.on_device
+cpu_copy = _module.cpu_copy
+peak_memory = _module.peak_memory
+seed_everything = _module.seed_everything
+
+
+def has_gpu() -> bool:
+    return any(d.kind == "gpu" for d in list_devices())
+
+
+__all__ = [
+    "NAME",
+    "Device",
+    "cpu_copy",
+    "device_of",
+    "has_gpu",
+    "list_devices",
+    "on_device",
+    "parse_device_spec",
+    "peak_memory",
+    "seed_everything",
+    "to_numpy",
+]

@@ -1,0 +1,94 @@
+"""Pieces every backend module shares: the Device record, device-spec parsing,
+nested-structure mapping, CPU memory and the framework-free part of seeding."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from portaclass.errors import BackendError
+
+
+@dataclass(frozen=True)
+class Device:
+    """One compute device as portaclass reports it, the same on every backend."""
+
+    kind: str  # "cpu" or "gpu"
+    index: int
+    name: str
+    memory_bytes: int | None = None
+
+    @property
+    def spec(self) -> str:
+        """The string ``on_device`` accepts for this device, e.g. ``gpu:1``."""
+        return f"{self.kind}:{self.index}"
+
+
+def parse_device_spec(spec: str) -> tuple[str, int]:
+    """``"cpu"``, ``"gpu"``, ``"gpu:1"``, ``"cuda:0"`` -> ``("gpu", 1)``."""
+    text = str(spec).strip().lower()
+    kind, _, index = text.partition(":")
+    kind = {"cuda": "gpu", "mps": "gpu"}.get(kind, kind)
+    if kind not in ("cpu", "gpu") or (index and not index.isdigit()):
+        raise BackendError(f"bad device {spec!r}: use 'cpu', 'gpu' or 'gpu:N'")
+    return kind, int(index or 0)
+
+
+def require_device(kind: str, index: int, devices: list[Device]) -> Device:
+    """The matching device from ``devices``, or a BackendError that lists them."""
+    for device in devices:
+        if device.kind == kind and device.index == index:
+            return device
+    have = ", ".join(d.spec for d in devices) or "none"
+    raise BackendError(f"no device {kind}:{index} on this machine (available: {have})")
+
+
+def map_structure(fn, value):
+    """Apply ``fn`` to every leaf of nested lists, tuples and dicts."""
+    if isinstance(value, dict):
+        return type(value)((k, map_structure(fn, v)) for k, v in value.items())
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple
+        return type(value)(*(map_structure(fn, v) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(map_structure(fn, v) for v in value)
+    return fn(value)
+
+
+def cpu_device() -> Device:
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return Device("cpu", 0, "cpu", int(total))
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process (ru_maxrss is KiB on Linux)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def seed_python_and_numpy(seed: int) -> None:
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def clone_on_current_device(model):
+    """A copy of ``model`` (architecture + weights + compile config) whose
+    variables are created under the device scope active at call time."""
+    import keras
+
+    try:
+        clone = keras.models.clone_model(model)
+    except ValueError:  # subclassed models: rebuild from their config
+        clone = model.__class__.from_config(model.get_config())
+        clone.build(model.input_shape)
+    clone.set_weights(model.get_weights())
+    if getattr(model, "compiled", False):
+        config = model.get_compile_config()
+        if config:
+            clone.compile_from_config(config)
+    return clone

@@ -1,0 +1,117 @@
+"""The adaptation layer for Keras' JAX backend."""
+
+from __future__ import annotations
+
+import contextlib
+
+import jax
+import keras
+import numpy as np
+
+from portaclass.backend._common import (
+    Device,
+    clone_on_current_device,
+    cpu_device,
+    map_structure,
+    parse_device_spec,
+    peak_rss_bytes,
+    require_device,
+    seed_python_and_numpy,
+)
+
+NAME = "jax"
+
+
+def _leaf_to_numpy(x):
+    if isinstance(x, keras.Variable):
+        x = x.value
+    if isinstance(x, jax.Array):
+        # np.asarray gathers a sharded array that this process can address in
+        # full; jax.device_get covers arrays committed to an accelerator.
+        return np.asarray(jax.device_get(x))
+    return np.asarray(x)
+
+
+def to_numpy(x):
+    """Any array (or nested lists/tuples/dicts of them) as NumPy, on the host."""
+    return map_structure(_leaf_to_numpy, x)
+
+
+def _kind(platform: str) -> str:
+    return "cpu" if platform == "cpu" else "gpu"
+
+
+def _device_from_jax(device) -> Device:
+    if device.platform == "cpu":
+        return cpu_device()
+    memory = None
+    try:
+        memory = (device.memory_stats() or {}).get("bytes_limit")
+    except Exception:  # not every platform reports memory
+        pass
+    index = [d.id for d in jax.devices(device.platform)].index(device.id)
+    return Device(_kind(device.platform), index, device.device_kind, memory)
+
+
+def device_of(x) -> Device:
+    """The device holding ``x``; a sharded array reports its first device."""
+    if isinstance(x, keras.Variable):
+        x = x.value
+    if not isinstance(x, jax.Array):
+        return cpu_device()
+    devices = sorted(x.devices(), key=lambda d: d.id)
+    return _device_from_jax(devices[0])
+
+
+def _accelerators():
+    try:
+        return [d for d in jax.devices() if d.platform != "cpu"]
+    except RuntimeError:
+        return []
+
+
+def list_devices() -> list[Device]:
+    return [cpu_device()] + [_device_from_jax(d) for d in _accelerators()]
+
+
+def _jax_device(kind: str, index: int):
+    return jax.devices("cpu")[0] if kind == "cpu" else _accelerators()[index]
+
+
+@contextlib.contextmanager
+def on_device(spec: str):
+    """Create new arrays and variables on ``spec`` ("cpu", "gpu", "gpu:1")."""
+    kind, index = parse_device_spec(spec)
+    require_device(kind, index, list_devices())
+    with keras.device(_jax_device(kind, index)):
+        yield
+
+
+def cpu_copy(model):
+    """A copy of ``model`` whose variables live on the CPU."""
+    with on_device("cpu"):
+        return clone_on_current_device(model)
+
+
+def peak_memory(device: str | None = None) -> int:
+    """Peak bytes: device memory in use on a GPU, process RSS on the CPU."""
+    kind, index = parse_device_spec(device or ("gpu" if _accelerators() else "cpu"))
+    if kind == "gpu":
+        require_device(kind, index, list_devices())
+        stats = _accelerators()[index].memory_stats() or {}
+        return int(stats.get("peak_bytes_in_use", stats.get("bytes_in_use", 0)))
+    return peak_rss_bytes()
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    # JAX has no global RNG state; keras' SeedGenerator draws from the global
+    # seed that set_random_seed fixes. ``deterministic`` needs nothing more:
+    # XLA on CPU is deterministic, and GPU reductions are made so by the flag.
+    seed_python_and_numpy(seed)
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        import os
+
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "--xla_gpu_deterministic_ops" not in flags:
+            os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()

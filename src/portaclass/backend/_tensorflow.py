@@ -1,0 +1,97 @@
+"""The adaptation layer for Keras' TensorFlow backend."""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from portaclass.backend._common import (
+    Device,
+    clone_on_current_device,
+    cpu_device,
+    map_structure,
+    parse_device_spec,
+    peak_rss_bytes,
+    require_device,
+    seed_python_and_numpy,
+)
+
+NAME = "tensorflow"
+
+
+def _leaf_to_numpy(x):
+    if isinstance(x, keras.Variable):
+        x = x.value
+    if isinstance(x, (tf.Tensor, tf.Variable)):
+        return x.numpy()  # copies from the GPU when the tensor lives there
+    if isinstance(x, tf.RaggedTensor):
+        return x.to_tensor().numpy()
+    return np.asarray(x)
+
+
+def to_numpy(x):
+    """Any tensor (or nested lists/tuples/dicts of them) as NumPy, on the host."""
+    return map_structure(_leaf_to_numpy, x)
+
+
+def _gpus():
+    return tf.config.list_physical_devices("GPU")
+
+
+def _gpu_device(index: int) -> Device:
+    details = tf.config.experimental.get_device_details(_gpus()[index])
+    return Device("gpu", index, details.get("device_name", f"GPU:{index}"), None)
+
+
+def device_of(x) -> Device:
+    if isinstance(x, keras.Variable):
+        x = x.value
+    name = getattr(x, "device", "") or ""
+    spec = tf.DeviceSpec.from_string(name) if name else None
+    if spec is None or (spec.device_type or "CPU").upper() == "CPU":
+        return cpu_device()
+    return _gpu_device(spec.device_index or 0)
+
+
+def list_devices() -> list[Device]:
+    return [cpu_device()] + [_gpu_device(i) for i in range(len(_gpus()))]
+
+
+@contextlib.contextmanager
+def on_device(spec: str):
+    """Create new tensors and variables on ``spec`` ("cpu", "gpu", "gpu:1")."""
+    kind, index = parse_device_spec(spec)
+    require_device(kind, index, list_devices())
+    with keras.device(f"/{kind.upper()}:{index}"):
+        yield
+
+
+def cpu_copy(model):
+    """A copy of ``model`` whose variables live on the CPU.
+
+    XLA (``jit_compile``, on by default on a GPU) compiles for the device the
+    variables were created on, so the copy is compiled without it.
+    """
+    with on_device("cpu"):
+        clone = clone_on_current_device(model)
+    clone.jit_compile = False
+    return clone
+
+
+def peak_memory(device: str | None = None) -> int:
+    """Peak bytes: device memory in use on a GPU, process RSS on the CPU."""
+    kind, index = parse_device_spec(device or ("gpu" if _gpus() else "cpu"))
+    if kind == "gpu":
+        require_device(kind, index, list_devices())
+        return int(tf.config.experimental.get_memory_info(f"GPU:{index}")["peak"])
+    return peak_rss_bytes()
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    seed_python_and_numpy(seed)
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()

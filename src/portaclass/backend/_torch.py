@@ -1,0 +1,116 @@
+"""The adaptation layer for Keras' PyTorch backend."""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+import ml_dtypes
+import numpy as np
+import torch
+
+from portaclass.backend._common import (
+    Device,
+    clone_on_current_device,
+    cpu_device,
+    map_structure,
+    parse_device_spec,
+    peak_rss_bytes,
+    require_device,
+    seed_python_and_numpy,
+)
+
+NAME = "torch"
+
+
+def _leaf_to_numpy(x):
+    if isinstance(x, keras.Variable):
+        x = x.value
+    if isinstance(x, torch.Tensor):
+        # CUDA/MPS tensors must come to host first, and autograd tensors must
+        # be detached: np.array(t) fails on either.
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:  # NumPy has no bfloat16; ml_dtypes does
+            return x.to(torch.float32).numpy().astype(ml_dtypes.bfloat16)
+        return x.numpy()
+    return np.asarray(x)
+
+
+def to_numpy(x):
+    """Any tensor (or nested lists/tuples/dicts of them) as NumPy, on the host."""
+    return map_structure(_leaf_to_numpy, x)
+
+
+def _device_from_torch(device: torch.device) -> Device:
+    if device.type == "cpu":
+        return cpu_device()
+    index = device.index or 0
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(index)
+        return Device("gpu", index, props.name, int(props.total_memory))
+    return Device("gpu", index, device.type, None)  # mps and friends
+
+
+def device_of(x) -> Device:
+    if isinstance(x, keras.Variable):
+        x = x.value
+    if not isinstance(x, torch.Tensor):
+        return cpu_device()
+    return _device_from_torch(x.device)
+
+
+def list_devices() -> list[Device]:
+    devices = [cpu_device()]
+    if torch.cuda.is_available():
+        devices += [_device_from_torch(torch.device("cuda", i)) for i in range(torch.cuda.device_count())]
+    elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        devices.append(Device("gpu", 0, "mps", None))
+    return devices
+
+
+def _torch_device(kind: str, index: int) -> torch.device:
+    if kind == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda", index)
+    return torch.device("mps")
+
+
+@contextlib.contextmanager
+def on_device(spec: str):
+    """Create new tensors and variables on ``spec`` ("cpu", "gpu", "gpu:1")."""
+    kind, index = parse_device_spec(spec)
+    require_device(kind, index, list_devices())
+    target = _torch_device(kind, index)
+    # keras.device covers keras variables and ops; torch.device covers tensors
+    # made directly with torch factory functions.
+    keras_name = "cpu" if kind == "cpu" else f"{target.type}:{target.index or 0}"
+    with keras.device(keras_name), target:
+        yield
+
+
+def cpu_copy(model):
+    """A copy of ``model`` whose variables live on the CPU."""
+    with on_device("cpu"):
+        return clone_on_current_device(model)
+
+
+def peak_memory(device: str | None = None) -> int:
+    """Peak bytes: device memory allocated on a GPU, process RSS on the CPU."""
+    kind, index = parse_device_spec(device or ("gpu" if torch.cuda.is_available() else "cpu"))
+    if kind == "gpu" and torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated(index))
+    if kind == "gpu":
+        require_device(kind, index, list_devices())
+    return peak_rss_bytes()
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    seed_python_and_numpy(seed)
+    keras.utils.set_random_seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False

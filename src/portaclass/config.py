@@ -1,0 +1,118 @@
+"""Which Keras backend portaclass runs on, decided once, before keras loads.
+
+Keras reads ``KERAS_BACKEND`` when it is first imported and cannot switch
+afterwards, so the choice has to be made here, before anything imports keras.
+Order of precedence: an explicit choice (CLI ``--backend`` or
+``use_backend``), then ``PORTACLASS_BACKEND``, then ``KERAS_BACKEND``, then
+auto.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from portaclass.errors import BackendError
+
+BACKENDS = ("tensorflow", "torch", "jax")
+# Order for "auto": torch trains small CNNs fastest on CPU in our measurements
+# (docs/benchmarks.md); jax next; tensorflow last.
+AUTO_ORDER = ("torch", "jax", "tensorflow")
+CHOICES = ("auto",) + BACKENDS
+
+# The package a backend needs importable, and the extra that installs it.
+_MODULE_OF = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}
+
+_chosen: str | None = None
+
+
+def is_installed(backend: str) -> bool:
+    return importlib.util.find_spec(_MODULE_OF[backend]) is not None
+
+
+def installed_backends() -> list[str]:
+    return [b for b in BACKENDS if is_installed(b)]
+
+
+def _loaded_keras_backend() -> str | None:
+    """The backend of an already imported keras, or None if keras is not loaded."""
+    if "keras" not in sys.modules:
+        return None
+    try:
+        return sys.modules["keras"].backend.backend()
+    except AttributeError:  # keras only partially imported
+        return os.environ.get("KERAS_BACKEND")
+
+
+def _auto() -> str:
+    loaded = _loaded_keras_backend()
+    if loaded:
+        return loaded
+    env = os.environ.get("KERAS_BACKEND")
+    if env:
+        return env
+    for backend in AUTO_ORDER:
+        if is_installed(backend):
+            return backend
+    raise BackendError(
+        "no backend is installed: pip install 'portaclass[torch]' (or [jax], [tensorflow], [all])"
+    )
+
+
+def _validate(name: str, source: str) -> str:
+    name = name.strip().lower()
+    if name not in CHOICES:
+        raise BackendError(
+            f"unknown backend {name!r} (from {source}); choose one of {', '.join(CHOICES)}"
+        )
+    return name
+
+
+def requested_backend(explicit: str | None = None) -> str:
+    """The backend the user asked for, with precedence applied; 'auto' resolved."""
+    for value, source in (
+        (explicit, "--backend"),
+        (os.environ.get("PORTACLASS_BACKEND"), "PORTACLASS_BACKEND"),
+        (os.environ.get("KERAS_BACKEND"), "KERAS_BACKEND"),
+    ):
+        if value:
+            name = _validate(value, source)
+            return _auto() if name == "auto" else name
+    return _auto()
+
+
+def use_backend(name: str | None = None) -> str:
+    """Choose the backend for this process; call before anything imports keras.
+
+    ``None`` or ``"auto"`` applies the precedence rules. Returns the backend
+    chosen. Raises BackendError if the backend is unknown, not installed, or
+    keras is already loaded with a different one.
+    """
+    global _chosen
+    backend = requested_backend(name)
+    if not is_installed(backend):
+        raise BackendError(
+            f"backend {backend!r} is not installed: pip install 'portaclass[{backend}]'"
+        )
+    loaded = _loaded_keras_backend()
+    if loaded and loaded != backend:
+        raise BackendError(
+            f"keras is already imported with backend {loaded!r}, cannot switch to {backend!r}: "
+            f"call portaclass.use_backend({backend!r}) before importing keras, "
+            f"or set KERAS_BACKEND={backend} before starting Python"
+        )
+    os.environ["KERAS_BACKEND"] = backend
+    if backend == "tensorflow":
+        # TensorFlow's C++ start-up banner (oneDNN, CPU features) drowns the
+        # CLI's output; the user's own setting wins.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _chosen = backend
+    return backend
+
+
+def active_backend() -> str:
+    """The backend in use, choosing it by the precedence rules on first call."""
+    if _chosen is None:
+        return use_backend(None)
+    return _chosen

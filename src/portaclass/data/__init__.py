@@ -1,0 +1,1 @@
+"""Data: built-in datasets, splits, decoding and the input pipeline."""
