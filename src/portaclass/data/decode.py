@@ -1,0 +1,146 @@
+"""Decoding one image file with Pillow into a uint8 array, whatever its mode.
+
+Real folders hold phone photos rotated by EXIF, palette GIFs, 16-bit TIFFs,
+CMYK JPEGs and files that are not what their extension says. Every failure is
+raised as ``DecodeError`` with a short reason, so callers can skip and record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from portaclass.errors import UsageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# Same default as Pillow's own decompression-bomb guard (~89.5 Mpx).
+DEFAULT_MAX_PIXELS = 89_478_485
+RESIZE_MODES = ("plain", "crop", "pad")
+
+
+class DecodeError(Exception):
+    """A file that cannot be used as an image; ``str(err)`` is the reason."""
+
+
+def is_image_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def open_checked(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open lazily (header only) and refuse empty files and oversized images."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise DecodeError("empty file (0 bytes)")
+        image = Image.open(path)
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise DecodeError(f"decompression bomb: {err}") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DecodeError(f"not a readable image: {_short(err)}") from None
+    pixels = image.size[0] * image.size[1]
+    if pixels > max_pixels:
+        image.close()
+        raise DecodeError(f"decompression bomb: {pixels} pixels > limit {max_pixels}")
+    return image
+
+
+def to_channels(image: Image.Image, channels: int) -> Image.Image:
+    """Any Pillow mode -> "L" (channels=1) or "RGB" (channels=3).
+
+    Alpha is dropped, as Keras' decoders do; 16/32-bit greyscale is scaled
+    down to 8 bits rather than clipped (clipping turns most 16-bit scans white).
+    """
+    if channels not in (1, 3):
+        raise UsageError(f"channels must be 1 or 3, got {channels}")
+    target = "L" if channels == 1 else "RGB"
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image).astype(np.float32)
+        high = float(values.max()) if values.size else 0.0
+        if high > 255.0:  # 16-bit range (or wider): map the full range to 0..255
+            values = values * (255.0 / (65535.0 if high <= 65535.0 else high))
+        image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
+    elif image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode != target:
+        image = image.convert(target)
+    return image
+
+
+def resize(image: Image.Image, size_hw: tuple[int, int], mode: str = "plain") -> Image.Image:
+    """Resize to (height, width): ``plain`` stretches, ``crop`` centre-crops to
+    the target aspect first, ``pad`` letterboxes with black to the target aspect."""
+    height, width = size_hw
+    if image.size == (width, height):
+        return image
+    if mode == "plain":
+        return image.resize((width, height), Image.BILINEAR)
+    if mode == "crop":
+        return ImageOps.fit(image, (width, height), Image.BILINEAR)
+    if mode == "pad":
+        return ImageOps.pad(image, (width, height), Image.BILINEAR, color=0)
+    raise UsageError(f"unknown resize mode {mode!r}; choose one of {', '.join(RESIZE_MODES)}")
+
+
+def decode_image(
+    path: str | Path,
+    size_hw: tuple[int, int] | None = None,
+    channels: int = 3,
+    resize_mode: str = "plain",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """A file -> uint8 array (H, W, channels), EXIF orientation applied.
+
+    When ``size_hw`` is given and the file is a JPEG, Pillow's draft mode lets
+    libjpeg decode at 1/2, 1/4 or 1/8 scale (never below the target), which is
+    most of the speed on large photos.
+    """
+    image = open_checked(path, max_pixels)
+    try:
+        with image:
+            if size_hw is not None and image.format == "JPEG":
+                side = max(size_hw)  # EXIF may swap the axes: ask for the larger side on both
+                image.draft(None, (side, side))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            image = to_channels(image, channels)
+            if size_hw is not None:
+                image = resize(image, size_hw, resize_mode)
+            array = np.asarray(image, dtype=np.uint8)
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise DecodeError(f"decompression bomb: {err}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        raise DecodeError(f"cannot decode: {_short(err)}") from None
+    return array[..., None] if array.ndim == 2 else array
+
+
+def check_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """None if the file decodes fully, else the reason it does not.
+
+    ``verify`` catches broken PNG/GIF structure; a full ``load`` (at draft
+    scale for JPEGs, which still reads every byte) catches truncation.
+    """
+    try:
+        with open_checked(path, max_pixels) as image:
+            image.verify()
+        with open_checked(path, max_pixels) as image:
+            if image.format == "JPEG":
+                image.draft(None, (64, 64))
+            image.load()
+    except DecodeError as err:
+        return str(err)
+    except Image.DecompressionBombError as err:
+        return f"decompression bomb: {_short(err)}"
+    except Exception as err:  # noqa: BLE001 - any failure here means "skip this file"
+        return f"cannot decode: {_short(err)}"
+    return None
+
+
+def _short(err: Exception) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text[:160]

@@ -1,0 +1,77 @@
+"""The data files a run directory keeps: split lists (so evaluation scores
+the very images held out at training time) and the skipped-file list."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from portaclass.data.dataset import Split
+from portaclass.errors import DataError
+
+
+def write_run_files(dataset, run_dir: Path) -> Path:
+    """``run_dir/splits/{train,val,test}.csv`` (``path,label`` relative to the
+    data root; ``index,label`` for in-memory datasets), ``splits/classes.txt``
+    and ``run_dir/skipped.csv`` (``path,reason``, header only when none)."""
+    split_dir = run_dir / "splits"
+    split_dir.mkdir(parents=True, exist_ok=True)
+    (split_dir / "classes.txt").write_text("\n".join(dataset.class_names) + "\n", encoding="utf-8")
+    if dataset.root is not None:
+        (split_dir / "root.txt").write_text(str(Path(dataset.root).resolve()) + "\n", encoding="utf-8")
+    for name, split in dataset.splits().items():
+        with open(split_dir / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            names = [split.class_names[i] for i in split.labels]
+            if split.is_files:
+                writer.writerow(["path", "label"])
+                writer.writerows(zip(split.relpaths(), names))
+            else:
+                writer.writerow(["index", "label"])
+                index = split.source_index if split.source_index is not None else range(len(split))
+                writer.writerows(zip((int(i) for i in index), names))
+    with open(run_dir / "skipped.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "reason"])
+        writer.writerows(dataset.skipped)
+    return split_dir
+
+
+def read_class_names(run_dir) -> list[str]:
+    path = Path(run_dir) / "splits" / "classes.txt"
+    if not path.exists():
+        raise DataError(f"{path} not found: this run directory has no split lists")
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def read_split_list(run_dir, name: str = "test") -> list[tuple[str, str]]:
+    """``[(relpath or index, class name), ...]`` as written by ``write_run_files``."""
+    path = Path(run_dir) / "splits" / f"{name}.csv"
+    if not path.exists():
+        raise DataError(f"{path} not found: the run has no {name!r} split")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    return [(row[0], row[1]) for row in rows[1:] if row]
+
+
+def load_split_files(run_dir, name: str = "test", root=None) -> Split:
+    """The file split ``name`` of a run, resolved against ``root`` (default:
+    the data root recorded by the run). Labels keep the run's class order."""
+    run_dir = Path(run_dir)
+    class_names = read_class_names(run_dir)
+    if root is None:
+        root_file = run_dir / "splits" / "root.txt"
+        if not root_file.exists():
+            raise DataError(f"{run_dir} was trained on an in-memory dataset; pass the data root")
+        root = root_file.read_text(encoding="utf-8").strip()
+    root = Path(root)
+    index = {c: i for i, c in enumerate(class_names)}
+    rows = read_split_list(run_dir, name)
+    unknown = sorted({label for _, label in rows if label not in index})
+    if unknown:
+        raise DataError(f"{run_dir}/splits/{name}.csv names unknown classes: {', '.join(unknown)}")
+    paths = [root / rel for rel, _ in rows]
+    labels = np.array([index[label] for _, label in rows], dtype=np.int64)
+    return Split(name=name, labels=labels, class_names=class_names, paths=paths, root=root)
