@@ -88,6 +88,91 @@ def quickstart(
 
 @app.command()
 @handle_errors
+def train(
+    data: Annotated[str, typer.Option(help="A folder of class folders, digits, shapes, cifar10, or a CIFAR-10 archive.")],
+    model: Annotated[str, typer.Option(help="Model name (see `portaclass models`).")] = "simple_cnn",
+    image_size: Annotated[
+        int | None, typer.Option(help="Square input size in pixels (default: the model's).")
+    ] = None,
+    channels: Annotated[int, typer.Option(help="Image channels: 3 (RGB) or 1 (grayscale).")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    epochs: Annotated[int, typer.Option(help="Training epochs (phase 1 for transfer runs).")] = 10,
+    lr: Annotated[float, typer.Option(help="Learning rate (Adam).")] = 1e-3,
+    augment: Annotated[str, typer.Option(help="Augmentation preset: none, light, standard, strong.")] = "none",
+    resize: Annotated[str, typer.Option(help="Resize mode: plain, crop (to aspect) or pad (to aspect).")] = "plain",
+    val_split: Annotated[float, typer.Option(help="Share of each class held out for validation.")] = 0.2,
+    test_split: Annotated[float, typer.Option(help="Share of each class held out for the final test.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed for splits, shuffling, augmentation and initial weights.")] = 0,
+    max_image_pixels: Annotated[
+        int | None, typer.Option(help="Skip images with more pixels than this (decompression bombs; default ~89 Mpx).")
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Pretrained weights: imagenet, or a local .h5/.weights.h5/.keras file.")
+    ] = None,
+    backbone: Annotated[
+        str | None, typer.Option(help="Transfer from an earlier run's model.keras (any backend).")
+    ] = None,
+    freeze_base: Annotated[bool, typer.Option(help="Train only the new head on a frozen base.")] = False,
+    fine_tune_epochs: Annotated[int, typer.Option(help="Epochs of a second phase with the base unfrozen.")] = 0,
+    unfreeze: Annotated[str, typer.Option(help="What phase 2 unfreezes: all, top:K or from:LAYER_NAME.")] = "all",
+    fine_tune_lr: Annotated[float, typer.Option(help="Learning rate of phase 2.")] = 1e-5,
+    out: Annotated[str | None, typer.Option(help="Run directory (default: runs/<model>-<data>-<timestamp>).")] = None,
+    backend: BackendOption = "",
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+):
+    """Train a classifier on a folder of images or a built-in dataset."""
+    choose_backend(backend)
+    from portaclass.train.runner import TrainOptions, run_training
+
+    options = TrainOptions(
+        data=data, model=model, image_size=image_size, channels=channels, batch_size=batch_size,
+        epochs=epochs, learning_rate=lr, augment=augment, resize=resize, val_split=val_split,
+        test_split=test_split, seed=seed, max_image_pixels=max_image_pixels, out=out, quiet=quiet, weights=weights, backbone=backbone,
+        freeze_base=freeze_base, fine_tune_epochs=fine_tune_epochs, unfreeze=unfreeze,
+        fine_tune_lr=fine_tune_lr,
+    )
+    result = run_training(options, log=(lambda _line: None) if quiet else typer.echo)
+    accuracy = result.metrics.get("accuracy")
+    scored = f"{result.metrics['scored_on']} accuracy {accuracy:.2%}" if accuracy is not None else "no held-out split"
+    typer.echo(f"{result.backend}: {scored} in {result.metrics['seconds']:.1f} s -> {result.run_dir}")
+
+
+@app.command()
+@handle_errors
+def preview(
+    data: Annotated[str, typer.Option(help="A folder of class folders, digits, shapes or cifar10.")],
+    augment: Annotated[str, typer.Option(help="Augmentation preset: none, light, standard, strong.")] = "standard",
+    out: Annotated[str, typer.Option(help="PNG file to write.")] = "grid.png",
+    count: Annotated[int, typer.Option(help="Number of samples in the grid.")] = 16,
+    image_size: Annotated[int, typer.Option(help="Square size the samples are resized to.")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and augmentation.")] = 0,
+    backend: BackendOption = "",
+    debug: DebugOption = False,
+):
+    """Write a grid of augmented samples titled with their class names."""
+    choose_backend(backend)
+    from portaclass.report.preview import write_preview
+
+    path = write_preview(data, out=out, augment=augment, n=count, image_size=image_size, seed=seed)
+    typer.echo(f"wrote {path}")
+
+
+@app.command("models")
+@handle_errors
+def models_command(debug: DebugOption = False):
+    """List the registered models and their default input sizes."""
+    from portaclass.models import get_spec, list_models
+
+    for name in list_models():
+        spec = get_spec(name)
+        h, w = spec.preprocessing.input_size
+        pretrained = spec.pretrained or "-"
+        typer.echo(f"{name}\t{h}x{w}\t{pretrained}\t{spec.description}")
+
+
+@app.command()
+@handle_errors
 def devices(backend: BackendOption = "", debug: DebugOption = False):
     """List the devices the chosen backend can use."""
     choose_backend(backend)

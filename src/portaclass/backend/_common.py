@@ -76,6 +76,18 @@ def seed_python_and_numpy(seed: int) -> None:
     np.random.seed(seed)
 
 
+def seed_keras_without_tensorflow(seed: int) -> None:
+    """What ``keras.utils.set_random_seed`` does for Keras' own RNG, minus its
+    ``tf.random.set_seed``: that call imports TensorFlow whenever it is
+    installed (seconds and hundreds of MB), even under torch and JAX."""
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+
+    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+
+
 def clone_on_current_device(model):
     """A copy of ``model`` (architecture + weights + compile config) whose
     variables are created under the device scope active at call time."""

@@ -16,6 +16,7 @@ from portaclass.backend._common import (
     parse_device_spec,
     peak_rss_bytes,
     require_device,
+    seed_keras_without_tensorflow,
     seed_python_and_numpy,
 )
 
@@ -108,7 +109,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     # seed that set_random_seed fixes. ``deterministic`` needs nothing more:
     # XLA on CPU is deterministic, and GPU reductions are made so by the flag.
     seed_python_and_numpy(seed)
-    keras.utils.set_random_seed(seed)
+    seed_keras_without_tensorflow(seed)
     if deterministic:
         import os
 

@@ -17,6 +17,7 @@ from portaclass.backend._common import (
     parse_device_spec,
     peak_rss_bytes,
     require_device,
+    seed_keras_without_tensorflow,
     seed_python_and_numpy,
 )
 
@@ -107,7 +108,7 @@ def peak_memory(device: str | None = None) -> int:
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     seed_python_and_numpy(seed)
-    keras.utils.set_random_seed(seed)
+    seed_keras_without_tensorflow(seed)
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)

@@ -36,6 +36,17 @@ def write_json(path: Path, data: dict) -> Path:
     return path
 
 
+def read_run_config(run_dir: Path) -> dict:
+    """The config.json of an earlier run, or {} when the folder has none."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{path} is not valid JSON: {error}") from None
+
+
 def environment_info() -> dict:
     """Backend, versions and devices, for env.json."""
     from importlib import metadata
