@@ -56,6 +56,7 @@ def run_quickstart(
         "dataset": "digits",
         "model": "simple_cnn",
         "image_size": IMAGE_SIZE,
+        "channels": 1,
         "epochs": epochs,
         "batch_size": batch_size,
         "seed": seed,

@@ -82,18 +82,25 @@ def _dataset_label(data: str) -> str:
 
 
 def _preprocessing_for(options: TrainOptions):
+    """(preprocessing, image size, channels) for the run: the model's declared
+    preprocessing, or, for a backbone from an earlier run, what that run used."""
     from portaclass.models import Preprocessing, get_spec
 
-    if options.backbone:
-        # A backbone from an earlier run keeps the preprocessing it was trained with.
-        from portaclass.train.run_dir import read_run_config
+    if not options.backbone:
+        prep = get_spec(options.model).preprocessing
+        return prep, options.image_size or prep.input_size[0], options.channels
+    from portaclass.train.run_dir import read_run_config
 
-        saved = read_run_config(Path(options.backbone).parent).get("preprocessing")
-        if not saved:
-            return Preprocessing()
-        return Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()
+    saved = read_run_config(Path(options.backbone).parent)
+    prep = Preprocessing()
+    if saved.get("preprocessing"):
+        prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v
+                                for k, v in saved["preprocessing"].items()
                                 if k in Preprocessing.__dataclass_fields__})
-    return get_spec(options.model).preprocessing
+    size = saved.get("image_size") or options.image_size or prep.input_size[0]
+    if options.image_size and options.image_size != size:
+        raise UsageError(f"--image-size {options.image_size} differs from the backbone's input size {size}")
+    return prep, size, saved.get("channels") or options.channels
 
 
 def run_training(options: TrainOptions, log=print) -> TrainResult:
@@ -105,29 +112,28 @@ def run_training(options: TrainOptions, log=print) -> TrainResult:
 
     options.check()
     start = time.perf_counter()
-    preprocessing = _preprocessing_for(options)
-    size = options.image_size or preprocessing.input_size[0]
+    preprocessing, size, channels = _preprocessing_for(options)
     run_dir = create_run_dir(options.out, f"{options.model}-{_dataset_label(options.data)}")
     backend.seed_everything(options.seed)
 
     limit = {"max_pixels": options.max_image_pixels} if options.max_image_pixels else {}
-    dataset = load_dataset(options.data, size, options.channels, options.val_split,
+    dataset = load_dataset(options.data, size, channels, options.val_split,
                            options.test_split, options.seed, **limit)
     dataset.write_run_files(run_dir)
     log(dataset.summary())
     write_json(run_dir / "config.json", {
-        "command": "train", **asdict(options), "image_size": size,
+        "command": "train", **asdict(options), "image_size": size, "channels": channels,
         "class_names": dataset.class_names, "preprocessing": preprocessing.to_dict(),
     })
     write_json(run_dir / "env.json", environment_info())
 
-    input_shape = (size, size, options.channels)
+    input_shape = (size, size, channels)
     num_classes = len(dataset.class_names)
     model, base = _build_model(options, num_classes, input_shape)
     channels_first = layout.data_format() == layout.CHANNELS_FIRST
 
     def pipeline(split, train: bool):
-        return make_pipeline(split, options.batch_size, preprocessing, size, options.channels,
+        return make_pipeline(split, options.batch_size, preprocessing, size, channels,
                              augment=options.augment if train else "none", shuffle=train,
                              seed=options.seed, resize=options.resize, channels_first=channels_first,
                              **limit)
