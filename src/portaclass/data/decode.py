@@ -62,7 +62,7 @@ def to_channels(image: Image.Image, channels: int) -> Image.Image:
         high = float(values.max()) if values.size else 0.0
         if high > 255.0:  # 16-bit range (or wider): map the full range to 0..255
             values = values * (255.0 / (65535.0 if high <= 65535.0 else high))
-        image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
+        image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
     elif image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode != target:

@@ -75,3 +75,21 @@ def load_split_files(run_dir, name: str = "test", root=None) -> Split:
     paths = [root / rel for rel, _ in rows]
     labels = np.array([index[label] for _, label in rows], dtype=np.int64)
     return Split(name=name, labels=labels, class_names=class_names, paths=paths, root=root)
+
+
+def append_decode_failures(run_dir, failures) -> int:
+    """Add files that failed during training (``pipeline.decode_failures``)
+    to ``run_dir/skipped.csv``, once each; returns how many were new."""
+    path = Path(run_dir) / "skipped.csv"
+    known: set[str] = set()
+    if path.exists():
+        with open(path, newline="", encoding="utf-8") as f:
+            known = {row[0] for row in list(csv.reader(f))[1:] if row}
+    new = [(rel, reason) for rel, reason in failures if rel not in known]
+    write_header = not path.exists()
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        if write_header:
+            writer.writerow(["path", "reason"])
+        writer.writerows((rel, f"failed during training: {reason}") for rel, reason in new)
+    return len(new)

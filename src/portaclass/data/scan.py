@@ -49,6 +49,8 @@ def find_presplit(root: Path) -> dict[str, Path] | None:
     test = next((folders[n] for n in TEST_NAMES if n in folders), None)
     if train is None or (val is None and test is None):
         return None
+    if not class_folders(train):  # classes that happen to be named "train"/"test"
+        return None
     return {k: v for k, v in (("train", train), ("val", val), ("test", test)) if v is not None}
 
 

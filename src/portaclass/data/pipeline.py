@@ -1,0 +1,175 @@
+"""The input pipeline: one ``keras.utils.PyDataset`` for every backend.
+
+Worker threads (``use_multiprocessing=False``) decode files with Pillow, which
+releases the GIL, so a batch per core is decoded in parallel without pickling
+anything and without importing TensorFlow under torch or JAX. Batches are
+NumPy ``(x float32, y int32)``, channels_last unless ``channels_first=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from portaclass import config
+
+config.active_backend()  # fix KERAS_BACKEND before keras is imported below
+import keras  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from portaclass.data.augment import Augmenter  # noqa: E402
+from portaclass.data.dataset import Split, as_size_hw  # noqa: E402
+from portaclass.data.decode import (  # noqa: E402
+    DEFAULT_MAX_PIXELS,
+    RESIZE_MODES,
+    DecodeError,
+    decode_image,
+)
+from portaclass.data.decode import resize as resize_image  # noqa: E402
+from portaclass.data.loading import to_channel_count  # noqa: E402
+from portaclass.data.normalize import normalize  # noqa: E402
+from portaclass.errors import DataError, UsageError  # noqa: E402
+from portaclass.layout import to_channels_first  # noqa: E402
+
+
+class ImagePipeline(keras.utils.PyDataset):
+    """Batches of one split: decode (or take from memory), resize, augment,
+    normalise. Reshuffled at each epoch end from ``(seed, epoch)``.
+
+    Files that fail to decode mid-training (changed after the pre-pass) are
+    replaced by another image of the same batch and listed in
+    ``decode_failures`` as ``(relpath, reason)``; the run goes on.
+    """
+
+    def __init__(self, split: Split, batch_size: int, preprocessing, image_size, channels: int = 3,
+                 augment: str = "none", shuffle: bool = True, seed: int = 0, resize: str = "plain",
+                 channels_first: bool = False, workers: int | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, max_queue_size: int = 10):
+        workers = workers or os.cpu_count() or 1
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
+        if batch_size < 1:
+            raise UsageError(f"batch size must be at least 1, got {batch_size}")
+        if resize not in RESIZE_MODES:
+            raise UsageError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+        if channels not in (1, 3):
+            raise UsageError(f"channels must be 1 or 3, got {channels}")
+        if len(split) == 0:
+            raise DataError(f"the {split.name} split has no images")
+        if preprocessing is None:
+            from portaclass.models.registry import Preprocessing
+
+            preprocessing = Preprocessing()
+        self.split = split
+        self.batch_size = int(batch_size)
+        self.preprocessing = preprocessing
+        self.size_hw = as_size_hw(image_size)
+        self.channels = channels
+        self.resize_mode = resize
+        self.channels_first = channels_first
+        self.shuffle = shuffle
+        self.seed = seed
+        self.max_pixels = max_pixels
+        self.augmenter = Augmenter(augment, seed, self.size_hw)
+        # decoded size: larger than the output when the preset random-crops
+        self.decode_hw = self.augmenter.input_size(self.size_hw)
+        self.soft_labels = self.augmenter.soft_labels
+        self.class_names = split.class_names
+        self.decode_failures: list[tuple[str, str]] = []
+        self._failure_lock = threading.Lock()
+        self.epoch = 0
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.split))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.split))
+
+    def __len__(self) -> int:
+        return -(-len(self.split) // self.batch_size)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.split)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._epoch_order()
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range for {len(self)} batches")
+        ids = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        if self.split.is_files:
+            images, ids = self._load_files(ids)
+        else:
+            images = self._load_arrays(ids)
+        x = self.augmenter(images) if self.augmenter else images.astype(np.float32)
+        x = normalize(x, self.preprocessing).astype(np.float32, copy=False)
+        if self.channels_first:
+            x = to_channels_first(x)
+        return x, self.split.labels[ids].astype(np.int32)
+
+    def _decode(self, i: int) -> np.ndarray:
+        return decode_image(self.split.paths[i], self.decode_hw, self.channels, self.resize_mode, self.max_pixels)
+
+    def _load_files(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded images and the split indices they come from.
+
+        A failed file's slot is filled with another good image of the batch
+        (its label comes along), so the batch keeps its size and the run goes on.
+        """
+        good: list[tuple[int, np.ndarray]] = []
+        for i in ids:
+            try:
+                good.append((int(i), self._decode(int(i))))
+            except DecodeError as err:
+                self._record(int(i), str(err))
+        if not good:
+            good = [self._first_decodable(int(ids[0]))]
+        n_good = len(good)
+        while len(good) < len(ids):
+            good.append(good[len(good) % n_good])
+        return np.stack([image for _, image in good]), np.array([i for i, _ in good])
+
+    def _first_decodable(self, start: int) -> tuple[int, np.ndarray]:
+        for offset in range(1, len(self.split)):
+            i = (start + offset) % len(self.split)
+            try:
+                return i, self._decode(i)
+            except DecodeError as err:
+                self._record(i, str(err))
+        raise DataError(f"no image of the {self.split.name} split can be decoded any more")
+
+    def _record(self, i: int, reason: str) -> None:
+        path = self.split.paths[i]
+        try:
+            rel = path.relative_to(self.split.root).as_posix() if self.split.root else str(path)
+        except ValueError:
+            rel = str(path)
+        with self._failure_lock:
+            if all(rel != r for r, _ in self.decode_failures):
+                self.decode_failures.append((rel, reason))
+
+    def _load_arrays(self, ids: np.ndarray) -> np.ndarray:
+        images = to_channel_count(self.split.images[ids], self.channels)
+        if images.shape[1:3] == tuple(self.decode_hw):
+            return images
+        resized = [
+            np.asarray(resize_image(Image.fromarray(im[..., 0] if self.channels == 1 else im),
+                                    self.decode_hw, self.resize_mode))
+            for im in images
+        ]
+        out = np.stack(resized)
+        return out[..., None] if out.ndim == 3 else out
+
+
+def make_pipeline(split: Split, batch_size: int, preprocessing, image_size, channels: int = 3,
+                  augment: str = "none", shuffle: bool = True, seed: int = 0, resize: str = "plain",
+                  channels_first: bool = False, workers: int | None = None,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> ImagePipeline:
+    """A ``keras.utils.PyDataset`` over ``split`` yielding ``(x, y)`` NumPy
+    batches; ``len()`` is the number of batches. Pass it to ``model.fit``."""
+    return ImagePipeline(split, batch_size, preprocessing, image_size, channels, augment, shuffle,
+                         seed, resize, channels_first, workers, max_pixels)

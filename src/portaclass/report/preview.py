@@ -1,0 +1,74 @@
+"""A grid of augmented training samples, to check an augmentation preset by eye
+before spending hours training with it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_PREVIEW_SIZE = 128
+
+
+def sample_batch(dataset, n: int, image_size, augment: str, seed: int, channels: int):
+    """``n`` augmented training images (float, 0..1, NHWC) and their labels,
+    taken through the same pipeline training uses."""
+    from portaclass.data.pipeline import make_pipeline
+
+    split = dataset.train
+    rng = np.random.default_rng(seed)
+    picked = np.sort(rng.choice(len(split), size=min(n, len(split)), replace=False))
+    pipeline = make_pipeline(split.subset(picked), batch_size=len(picked), preprocessing=None,
+                             image_size=image_size, channels=channels, augment=augment,
+                             shuffle=False, seed=seed, workers=1)
+    x, y = pipeline[0]
+    return np.clip(x, 0.0, 1.0), y
+
+
+def write_preview(
+    data_spec,
+    out="grid.png",
+    augment: str = "standard",
+    n: int = 16,
+    image_size=DEFAULT_PREVIEW_SIZE,
+    seed: int = 0,
+    channels: int = 3,
+    cache_dir=None,
+) -> Path:
+    """Write a PNG grid of ``n`` augmented samples of ``data_spec`` (anything
+    ``load_dataset`` takes, or a ``Dataset``), each titled with its class.
+
+    Uses matplotlib's Agg canvas directly, so it needs no display and leaves
+    the user's pyplot backend alone.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from portaclass.data.dataset import Dataset
+    from portaclass.data.loading import load_dataset
+    from portaclass.errors import UsageError
+
+    if n < 1:
+        raise UsageError(f"n must be at least 1, got {n}")
+    dataset = data_spec if isinstance(data_spec, Dataset) else load_dataset(
+        data_spec, image_size, channels=channels, seed=seed, cache_dir=cache_dir)
+    x, y = sample_batch(dataset, n, image_size, augment, seed, channels)
+    cols = math.ceil(math.sqrt(len(x)))
+    rows = math.ceil(len(x) / cols)
+    figure = Figure(figsize=(2.0 * cols, 2.2 * rows))
+    FigureCanvasAgg(figure)
+    for i, (image, label) in enumerate(zip(x, y)):
+        axes = figure.add_subplot(rows, cols, i + 1)
+        if image.shape[-1] == 1:
+            axes.imshow(image[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            axes.imshow(image)
+        axes.set_title(dataset.class_names[int(label)], fontsize=9)
+        axes.axis("off")
+    figure.suptitle(f"{dataset.name or 'data'}: augment={augment}", fontsize=11)
+    figure.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=80)
+    return out

@@ -1,0 +1,147 @@
+"""The PyDataset pipeline: batch shapes, dtypes and layout, per-epoch
+shuffling, normalisation, resilience to files that break mid-training,
+augmentation presets, and no TensorFlow import under torch or JAX."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from portaclass.data import (
+    Augmenter,
+    append_decode_failures,
+    from_arrays,
+    from_directory,
+    make_pipeline,
+)
+from portaclass.errors import UsageError
+from portaclass.models import Preprocessing
+from tests.helpers import run_python
+
+
+@pytest.fixture
+def folder_dataset(shapes_dir, tmp_path):
+    return from_directory(shapes_dir, val_split=0.2, test_split=0, cache_dir=tmp_path / "c")
+
+
+def test_file_batches_have_shape_dtype_and_labels(folder_dataset):
+    pipeline = make_pipeline(folder_dataset.train, 7, None, 24)
+    assert len(pipeline) == 5  # 32 images / 7 per batch, rounded up
+    x, y = pipeline[0]
+    assert x.shape == (7, 24, 24, 3) and x.dtype == np.float32
+    assert y.dtype == np.int32 and set(y) <= {0, 1, 2, 3}
+    assert 0.0 <= x.min() and x.max() <= 1.0  # default scaling to [0, 1]
+    assert pipeline[len(pipeline) - 1][0].shape[0] == 32 - 4 * 7
+    seen = np.concatenate([pipeline[i][1] for i in range(len(pipeline))])
+    assert sorted(seen.tolist()) == sorted(folder_dataset.train.labels.tolist())
+
+
+def test_channels_first_grayscale_and_model_normalisation(folder_dataset):
+    prep = Preprocessing(scale=1 / 127.5, offset=-1.0, mean=(0.5,), std=(2.0,))
+    x, _ = make_pipeline(folder_dataset.train, 4, prep, (20, 28), channels=1, channels_first=True)[0]
+    assert x.shape == (4, 1, 20, 28)
+    assert x.min() >= (-1 - 0.5) / 2 - 1e-6 and x.max() <= (1 - 0.5) / 2 + 1e-6
+
+
+def test_shuffle_is_seeded_and_changes_each_epoch(folder_dataset):
+    def labels_of_epoch(pipeline):
+        return np.concatenate([pipeline[i][1] for i in range(len(pipeline))])
+
+    a = make_pipeline(folder_dataset.train, 8, None, 16, seed=1)
+    b = make_pipeline(folder_dataset.train, 8, None, 16, seed=1)
+    first = labels_of_epoch(a)
+    assert np.array_equal(first, labels_of_epoch(b))
+    a.on_epoch_end()
+    b.on_epoch_end()
+    second = labels_of_epoch(a)
+    assert np.array_equal(second, labels_of_epoch(b))
+    assert not np.array_equal(first, second)
+    fixed = make_pipeline(folder_dataset.train, 8, None, 16, shuffle=False)
+    assert np.array_equal(labels_of_epoch(fixed), folder_dataset.train.labels)
+
+
+def test_file_broken_after_the_scan_is_substituted_and_recorded(folder_dataset, tmp_path):
+    broken = folder_dataset.train.paths[0]
+    broken.write_bytes(b"")  # the file changes after the pre-pass
+    pipeline = make_pipeline(folder_dataset.train, 32, None, 16, shuffle=False)
+    x, y = pipeline[0]
+    assert x.shape == (32, 16, 16, 3) and len(y) == 32
+    assert len(pipeline.decode_failures) == 1
+    rel, reason = pipeline.decode_failures[0]
+    assert rel == broken.relative_to(folder_dataset.root).as_posix() and "empty" in reason
+    folder_dataset.write_run_files(tmp_path / "run")
+    assert append_decode_failures(tmp_path / "run", pipeline.decode_failures) == 1
+    assert append_decode_failures(tmp_path / "run", pipeline.decode_failures) == 0  # once each
+    lines = (tmp_path / "run" / "skipped.csv").read_text().splitlines()
+    assert lines[0] == "path,reason" and lines[1].startswith(f"{rel},failed during training: empty")
+
+
+def test_arrays_go_through_the_same_pipeline():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (30, 12, 12, 1), np.uint8)
+    y = np.repeat([0, 1, 2], 10)
+    dataset = from_arrays(x, y, ["a", "b", "c"], val_split=0.2, test_split=0.1, seed=0)
+    assert (len(dataset.train), len(dataset.val), len(dataset.test)) == (21, 6, 3)
+    batch, labels = make_pipeline(dataset.train, 5, None, 24, channels=3, shuffle=False)[0]
+    assert batch.shape == (5, 24, 24, 3)
+    assert np.array_equal(labels, dataset.train.labels[:5])
+    same_size, _ = make_pipeline(dataset.train, 5, None, 12, channels=1, shuffle=False)[0]
+    np.testing.assert_allclose(same_size, dataset.train.images[:5] / 255.0, atol=1e-6)
+    with pytest.raises(UsageError, match="uint8"):
+        from_arrays(x.astype(np.float32), y, ["a", "b", "c"])
+
+
+@pytest.mark.parametrize("preset", ["none", "light", "standard", "strong"])
+def test_augmentation_presets_keep_shape_and_range(preset):
+    images = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3)).astype(np.uint8)
+    out = Augmenter(preset, seed=0)(images)
+    assert out.shape == images.shape and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 255.0
+    if preset == "none":
+        assert np.array_equal(out, images)
+    else:
+        assert not np.allclose(out, images)
+
+
+def test_augmented_pipeline_on_grayscale(folder_dataset):
+    pipeline = make_pipeline(folder_dataset.train, 4, None, 32, channels=1, augment="standard")
+    x, _ = pipeline[0]
+    assert x.shape == (4, 32, 32, 1) and 0 <= x.min() and x.max() <= 1
+    assert pipeline.soft_labels is False
+
+
+def test_unknown_preset_and_resize_are_usage_errors(folder_dataset):
+    with pytest.raises(UsageError, match="'heavy'"):
+        make_pipeline(folder_dataset.train, 4, None, 32, augment="heavy")
+    with pytest.raises(UsageError, match="'stretch'"):
+        make_pipeline(folder_dataset.train, 4, None, 32, resize="stretch")
+
+
+def test_pipeline_trains_a_keras_model(folder_dataset):
+    import keras
+
+    pipeline = make_pipeline(folder_dataset.train, 8, None, 16, augment="light")
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(), keras.layers.Dense(4)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(pipeline, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+    assert pipeline.epoch >= 1  # Keras called on_epoch_end: the next epoch is reshuffled
+
+
+def test_no_tensorflow_import_under_torch_or_jax(backend_name, shapes_dir, tmp_path):
+    if backend_name == "tensorflow":
+        pytest.skip("checked in the torch and jax runs of this suite")
+    code = f"""
+        import sys
+        from portaclass.data import load_dataset, make_pipeline
+        ds = load_dataset({str(shapes_dir)!r}, 16, cache_dir={str(tmp_path / 'c')!r})
+        pipeline = make_pipeline(ds.train, 8, None, 16, augment="standard")
+        for i in range(len(pipeline)):
+            x, y = pipeline[i]
+        arrays = load_dataset("shapes", 16)
+        make_pipeline(arrays.train, 8, None, 16)[0]
+        print("TF_LOADED" if "tensorflow" in sys.modules else "TF_ABSENT")
+    """
+    result = run_python(code, backend_name, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "TF_ABSENT" in result.stdout
