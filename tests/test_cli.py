@@ -30,7 +30,7 @@ def test_bad_epochs_names_the_option(tmp_path, backend_name):
 def test_python_dash_m_shows_the_commands():
     result = run_cli(["--help"])
     assert result.returncode == 0
-    for command in ("quickstart", "devices"):
+    for command in ("quickstart", "train", "preview", "models", "devices"):
         assert command in result.stdout
 
 
@@ -39,3 +39,21 @@ def test_devices_lists_the_cpu_on_the_backend_from_the_environment(backend_name,
     result = run_cli(["devices"], backend_name, **{env_var: backend_name})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{backend_name}\tcpu:0")
+
+
+def test_preview_writes_a_png_grid(tmp_path, backend_name):
+    from PIL import Image
+
+    out = tmp_path / "grid.png"
+    result = run_cli(["preview", "--data", "shapes", "--augment", "standard", "--count", "4",
+                      "--image-size", "32", "--out", str(out)], backend_name)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with Image.open(out) as image:
+        assert image.format == "PNG" and min(image.size) >= 100
+
+
+def test_preview_with_unknown_preset_is_one_line(tmp_path, backend_name):
+    result = run_cli(["preview", "--data", "shapes", "--augment", "wild", "--out",
+                      str(tmp_path / "g.png")], backend_name)
+    assert result.returncode == 2
+    assert "wild" in result.stderr.strip().splitlines()[-1]

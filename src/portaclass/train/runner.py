@@ -106,7 +106,7 @@ def _preprocessing_for(options: TrainOptions):
 def run_training(options: TrainOptions, log=print) -> TrainResult:
     """Train as ``options`` say; everything lands in the run directory."""
     from portaclass import backend, layout
-    from portaclass.data import load_dataset, make_pipeline
+    from portaclass.data import append_decode_failures, load_dataset, make_pipeline
     from portaclass.train.fit import compile_classifier, fit_classifier
     from portaclass.train.run_dir import create_run_dir, environment_info, write_json
 
@@ -155,8 +155,11 @@ def run_training(options: TrainOptions, log=print) -> TrainResult:
     model.save(run_dir / "model.keras")
 
     metrics = _score(model, dataset, pipeline)
-    skipped = list(dataset.skipped) + list(getattr(train_data, "decode_failures", []))
-    metrics.update({"backend": backend.NAME, "skipped_files": len(skipped),
+    # Files that broke after the pre-pass (changed on disk mid-run) were
+    # replaced in their batch; they join skipped.csv now.
+    failures = train_data.decode_failures + (val_data.decode_failures if val_data else [])
+    late = append_decode_failures(run_dir, failures)
+    metrics.update({"backend": backend.NAME, "skipped_files": len(dataset.skipped) + late,
                     "seconds": round(time.perf_counter() - start, 2)})
     write_json(run_dir / "metrics.json", metrics)
     return TrainResult(run_dir, backend.NAME, metrics, dataset.summary())
