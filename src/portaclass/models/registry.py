@@ -127,9 +127,9 @@ def create_model(
     if weights is not None and spec.pretrained is None:
         raise UsageError(f"model {name!r} has no pretrained weights; use weights=None")
     if seed is not None:
-        import keras
+        from portaclass import backend
 
-        keras.utils.set_random_seed(seed)
+        backend.seed_everything(seed)
     kwargs = dict(options)
     if spec.pretrained is not None:
         kwargs["weights"] = weights

@@ -1,0 +1,82 @@
+"""Same seed, same initial weights, on every backend (NumPy draws them)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from portaclass.backend import to_numpy
+from portaclass.models import create_model, list_models
+from portaclass.models.init import draw_initial_value, variable_seed
+from portaclass.models.resnet import resolve_stem
+
+from ..helpers import BACKENDS, run_python_json
+from .conftest import HEAVY_MODELS, NUM_CLASSES, TEST_SHAPE
+
+
+def _weights(model):
+    return [to_numpy(v) for v in model.weights]
+
+
+def test_same_seed_same_weights_different_seed_differs():
+    a = _weights(create_model("resnet18", NUM_CLASSES, TEST_SHAPE, seed=3))
+    b = _weights(create_model("resnet18", NUM_CLASSES, TEST_SHAPE, seed=3))
+    c = _weights(create_model("resnet18", NUM_CLASSES, TEST_SHAPE, seed=4))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_draws_follow_the_initializer_statistics():
+    import keras
+
+    he = keras.initializers.HeNormal()
+    values = draw_initial_value(he, (3, 3, 64, 64), variable_seed(0, "conv/kernel"))
+    expected_std = np.sqrt(2.0 / (3 * 3 * 64))
+    assert abs(values.std() - expected_std) / expected_std < 0.05
+    assert np.abs(values).max() <= 2 * expected_std / 0.8796 + 1e-6  # truncated at 2 sigma
+    glorot = draw_initial_value(keras.initializers.GlorotUniform(), (100, 50),
+                                variable_seed(0, "dense/kernel"))
+    assert np.abs(glorot).max() <= np.sqrt(6.0 / 150)
+    ortho = draw_initial_value(keras.initializers.Orthogonal(), (8, 8), variable_seed(0, "o"))
+    np.testing.assert_allclose(ortho @ ortho.T, np.eye(8), atol=1e-6)
+
+
+def test_stem_auto_follows_input_size():
+    assert resolve_stem("auto", (32, 32, 3)) == "cifar"
+    assert resolve_stem("auto", (224, 224, 3)) == "imagenet"
+
+
+def test_resnet18_matches_torchvision_parameter_count():
+    model = create_model("resnet18", 1000, (224, 224, 3))
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    assert trainable == 11_689_512
+
+
+_DIGEST_SNIPPET = """
+import hashlib, json, numpy as np
+from portaclass.backend import to_numpy
+from portaclass.models import create_model
+out = {{}}
+for name in {names!r}:
+    model = create_model(name, {classes}, {shape!r}, seed=7)
+    out[name] = {{v.path: hashlib.sha256(np.ascontiguousarray(to_numpy(v), dtype="float32")
+                 .tobytes()).hexdigest() for v in model.weights}}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.cross
+@pytest.mark.parametrize("heavy", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_initial_weights_identical_on_every_backend(heavy):
+    """Every registered model, seed 7: bit-identical weights on TF, torch, JAX."""
+    names = [n for n in list_models() if (n in HEAVY_MODELS) == heavy]
+    code = _DIGEST_SNIPPET.format(names=names, classes=NUM_CLASSES, shape=TEST_SHAPE)
+    digests = {b: run_python_json(code, b, timeout=600) for b in BACKENDS}
+    reference = digests[BACKENDS[0]]
+    for backend in BACKENDS[1:]:
+        for name in names:
+            differing = [p for p, h in reference[name].items() if digests[backend][name].get(p) != h]
+            assert not differing, f"{name} on {backend} differs at {differing[:3]}"
+    assert json.dumps(reference)  # something was compared

@@ -1,0 +1,46 @@
+"""A .keras file saved on one backend loads with plain keras on another,
+in a process that never imports portaclass, with the same predictions."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..helpers import run_python_json
+
+SAVE = """
+import json, numpy as np
+from portaclass.models import create_model
+from portaclass.backend import to_numpy
+x = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
+np.save({dir!r} + "/x.npy", x)
+for name, options in {models!r}:
+    model = create_model(name, 3, (32, 32, 3), seed=0, **options)
+    model.save({dir!r} + f"/{{name}}.keras")
+    np.save({dir!r} + f"/{{name}}.npy", to_numpy(model.predict(x, verbose=0)))
+print(json.dumps("ok"))
+"""
+
+LOAD = """
+import json, sys, numpy as np, keras
+x = np.load({dir!r} + "/x.npy")
+diffs = {{}}
+for name, _ in {models!r}:
+    model = keras.saving.load_model({dir!r} + f"/{{name}}.keras")
+    probs = keras.ops.convert_to_numpy(model.predict(x, verbose=0))
+    diffs[name] = float(np.abs(probs - np.load({dir!r} + f"/{{name}}.npy")).max())
+assert "portaclass" not in sys.modules
+print(json.dumps(diffs))
+"""
+
+MODELS = [("simple_cnn", {}), ("resnet18", {}), ("vit_tiny", {"depth": 2}),
+          ("mobilenet_v2", {}), ("efficientnet_b0", {})]
+
+
+@pytest.mark.cross
+@pytest.mark.parametrize("saver,loader", [("torch", "jax"), ("jax", "tensorflow"),
+                                          ("tensorflow", "torch")])
+def test_saved_model_loads_on_another_backend_without_portaclass(tmp_path, saver, loader):
+    run_python_json(SAVE.format(dir=str(tmp_path), models=MODELS), saver)
+    diffs = run_python_json(LOAD.format(dir=str(tmp_path), models=MODELS), loader)
+    for name, diff in diffs.items():
+        assert diff < 1e-4, f"{name}: saved on {saver}, loaded on {loader}, max diff {diff}"
