@@ -13,8 +13,10 @@ from tests.helpers import BACKENDS, run_python
 
 @pytest.fixture
 def clean_env(monkeypatch):
+    """No backend variables set, and keras treated as not yet imported."""
     monkeypatch.delenv("PORTACLASS_BACKEND", raising=False)
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setattr(config, "_loaded_keras_backend", lambda: None)
     return monkeypatch
 
 
@@ -65,7 +67,6 @@ def test_backend_not_installed_says_what_to_install(clean_env, monkeypatch):
 def test_auto_prefers_torch_then_jax_then_tensorflow(clean_env, monkeypatch, backend):
     # Only ``backend`` "installed": auto must fall back to it.
     monkeypatch.setattr(config, "is_installed", lambda name: name == backend)
-    monkeypatch.setattr(config, "_loaded_keras_backend", lambda: None)
     assert config.requested_backend("auto") == backend
 
 

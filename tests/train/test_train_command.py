@@ -107,21 +107,3 @@ def test_bad_options_are_one_line_naming_the_value(args, named, tmp_path, backen
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], result.stderr
 
-
-@pytest.mark.parametrize("backend", ["torch", "jax"])
-def test_training_under_torch_and_jax_never_imports_tensorflow(backend, tmp_path):
-    from tests.helpers import run_python_json
-
-    loaded = run_python_json(
-        f"""
-        import json, sys
-        import portaclass
-        portaclass.use_backend({backend!r})
-        from portaclass.train.runner import TrainOptions, run_training
-        run_training(TrainOptions(data="shapes", image_size=32, epochs=1, augment="standard",
-                                  out={str(tmp_path / "run")!r}, quiet=True), log=lambda line: None)
-        print(json.dumps("tensorflow" in sys.modules))
-        """,
-        backend,
-    )
-    assert loaded is False

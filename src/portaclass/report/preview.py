@@ -45,12 +45,15 @@ def write_preview(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from portaclass.data.augment import PRESETS
     from portaclass.data.dataset import Dataset
     from portaclass.data.loading import load_dataset
     from portaclass.errors import UsageError
 
     if n < 1:
-        raise UsageError(f"n must be at least 1, got {n}")
+        raise UsageError(f"--count must be at least 1, got {n}")
+    if augment not in PRESETS:  # before the dataset is loaded and keras imported
+        raise UsageError(f"unknown --augment preset {augment!r}; choose one of {', '.join(PRESETS)}")
     dataset = data_spec if isinstance(data_spec, Dataset) else load_dataset(
         data_spec, image_size, channels=channels, seed=seed, cache_dir=cache_dir)
     x, y = sample_batch(dataset, n, image_size, augment, seed, channels)

@@ -29,18 +29,19 @@ def run_quickstart(
 ) -> QuickstartResult:
     """Train ``simple_cnn`` on digits upscaled to 32x32 (seeded stratified
     80/20 split) and score it on the held-out 20%."""
+    from portaclass.errors import UsageError
+
+    if epochs < 1:  # checked before keras and the framework load
+        raise UsageError(f"--epochs must be at least 1, got {epochs}")
     from portaclass import backend
     from portaclass.data.builtin import load_digits
     from portaclass.data.normalize import normalize
     from portaclass.data.split import split_stratified
-    from portaclass.errors import UsageError
     from portaclass.layout import to_model_layout
     from portaclass.models import create_model, get_spec
     from portaclass.train.fit import compile_classifier, fit_classifier
     from portaclass.train.run_dir import create_run_dir, environment_info, write_json
 
-    if epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, got {epochs}")
     start = time.perf_counter()
     run_dir = create_run_dir(out, "quickstart")
     backend.seed_everything(seed)

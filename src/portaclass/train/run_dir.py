@@ -23,12 +23,18 @@ def create_run_dir(out: str | os.PathLike | None, prefix: str) -> Path:
             path = Path("runs") / f"{prefix}-{stamp}-{suffix}"
     else:
         path = Path(out)
-        if path.exists() and not path.is_dir():
-            raise UsageError(f"--out {path} exists and is not a folder")
-        if (path / "model.keras").exists() or (path / "history.csv").exists():
-            raise UsageError(f"--out {path} already holds a run; choose another folder")
+        check_run_dir_free(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_run_dir_free(path: Path) -> None:
+    """UsageError unless ``path`` can become a new run's folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {path} exists and is not a folder")
+    if (path / "model.keras").exists() or (path / "history.csv").exists():
+        raise UsageError(f"--out {path} already holds a run; choose another folder")
 
 
 def write_json(path: Path, data: dict) -> Path:

@@ -57,6 +57,9 @@ class TrainOptions:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.backbone and not Path(self.backbone).is_file():
             raise UsageError(f"--backbone {self.backbone}: no such model file")
+        if self.data not in ("digits", "shapes", "cifar10") and not Path(self.data).expanduser().exists():
+            raise UsageError(f"--data {self.data}: no such folder or file "
+                             "(or use a built-in: digits, shapes, cifar10)")
         # Fail on names before any data is scanned or model built.
         from portaclass.data.augment import PRESETS
         from portaclass.models import get_spec
@@ -105,22 +108,29 @@ def _preprocessing_for(options: TrainOptions):
 
 def run_training(options: TrainOptions, log=print) -> TrainResult:
     """Train as ``options`` say; everything lands in the run directory."""
-    from portaclass import backend, layout
-    from portaclass.data import append_decode_failures, load_dataset, make_pipeline
-    from portaclass.train.fit import compile_classifier, fit_classifier
-    from portaclass.train.run_dir import create_run_dir, environment_info, write_json
+    from portaclass.data import load_dataset
+    from portaclass.train.run_dir import check_run_dir_free, create_run_dir, write_json
 
+    # Everything that can be wrong with the options or the data is found
+    # before keras (and the framework) is imported or a run folder is made.
     options.check()
     start = time.perf_counter()
     preprocessing, size, channels = _preprocessing_for(options)
-    run_dir = create_run_dir(options.out, f"{options.model}-{_dataset_label(options.data)}")
-    backend.seed_everything(options.seed)
-
+    if options.out:
+        check_run_dir_free(Path(options.out))
     limit = {"max_pixels": options.max_image_pixels} if options.max_image_pixels else {}
     dataset = load_dataset(options.data, size, channels, options.val_split,
                            options.test_split, options.seed, **limit)
-    dataset.write_run_files(run_dir)
     log(dataset.summary())
+
+    from portaclass import backend, layout
+    from portaclass.data import append_decode_failures, make_pipeline
+    from portaclass.train.fit import compile_classifier, fit_classifier
+    from portaclass.train.run_dir import environment_info
+
+    run_dir = create_run_dir(options.out, f"{options.model}-{_dataset_label(options.data)}")
+    backend.seed_everything(options.seed)
+    dataset.write_run_files(run_dir)
     write_json(run_dir / "config.json", {
         "command": "train", **asdict(options), "image_size": size, "channels": channels,
         "class_names": dataset.class_names, "preprocessing": preprocessing.to_dict(),
