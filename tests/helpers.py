@@ -46,3 +46,14 @@ def run_cli(args: list[str], backend: str | None = None, timeout: int = 300, **e
         text=True,
         timeout=timeout,
     )
+
+
+def on_each_backend(run, backends=BACKENDS) -> dict:
+    """``{backend: run(backend)}``, the backends' subprocesses side by side:
+    each is mostly one busy core, so cross tests take the longest one's time
+    rather than the sum."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(backends)) as pool:
+        futures = {b: pool.submit(run, b) for b in backends}
+        return {b: f.result() for b, f in futures.items()}

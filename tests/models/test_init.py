@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -12,8 +10,8 @@ from portaclass.models import create_model, list_models
 from portaclass.models.init import draw_initial_value, variable_seed
 from portaclass.models.resnet import resolve_stem
 
-from ..helpers import BACKENDS, run_python_json
-from .conftest import HEAVY_MODELS, NUM_CLASSES, TEST_SHAPE
+from ..helpers import BACKENDS, on_each_backend, run_python_json
+from .conftest import NUM_CLASSES, TEST_SHAPE
 
 
 def _weights(model):
@@ -68,15 +66,15 @@ print(json.dumps(out))
 
 
 @pytest.mark.cross
-@pytest.mark.parametrize("heavy", [False, pytest.param(True, marks=pytest.mark.slow)])
-def test_initial_weights_identical_on_every_backend(heavy):
+def test_initial_weights_identical_on_every_backend():
     """Every registered model, seed 7: bit-identical weights on TF, torch, JAX."""
-    names = [n for n in list_models() if (n in HEAVY_MODELS) == heavy]
+    names = list_models()
     code = _DIGEST_SNIPPET.format(names=names, classes=NUM_CLASSES, shape=TEST_SHAPE)
-    digests = {b: run_python_json(code, b, timeout=600) for b in BACKENDS}
+    digests = on_each_backend(lambda b: run_python_json(code, b, timeout=600))
     reference = digests[BACKENDS[0]]
+    assert sorted(reference) == sorted(names)
     for backend in BACKENDS[1:]:
         for name in names:
+            assert reference[name], f"{name} has no weights"
             differing = [p for p, h in reference[name].items() if digests[backend][name].get(p) != h]
             assert not differing, f"{name} on {backend} differs at {differing[:3]}"
-    assert json.dumps(reference)  # something was compared
