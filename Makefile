@@ -2,13 +2,17 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-PYTEST := $(PY) -m pytest -q -p no:cacheprovider
-BACKENDS := tensorflow torch jax
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider --durations=5
 # Keras reads image_data_format from $KERAS_HOME/keras.json; this home makes
 # the torch backend run channels_first, as Keras' own CI does.
 CF_HOME := $(CURDIR)/.keras-channels-first
+# The heavy registry models (marked slow) run their per-backend tests on torch;
+# the cross tests still build every model on all three backends.
+MARKS_tensorflow := not cross and not slow
+MARKS_torch      := not cross
+MARKS_jax        := not cross and not slow
 
-.PHONY: install demo test test-backends test-channels-first test-cross lint clean
+.PHONY: install demo test lint test-tensorflow test-torch test-jax test-channels-first test-cross clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,16 +25,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/portaclass quickstart
 
-test: $(STAMP) lint test-backends test-channels-first test-cross
+# The suites are mostly single-threaded (tracing, compiling, Python), so they
+# run side by side on the two cores; -O keeps each suite's output together.
+test: $(STAMP) lint
+	$(MAKE) --no-print-directory -j3 -O test-tensorflow test-torch test-jax
+	$(MAKE) --no-print-directory -j2 -O test-channels-first test-cross
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-test-backends: $(STAMP)
-	@for b in $(BACKENDS); do \
-		echo "=== pytest on $$b"; \
-		KERAS_BACKEND=$$b $(PYTEST) -m "not cross" || exit 1; \
-	done
+test-tensorflow test-torch test-jax: test-%: $(STAMP)
+	@echo "=== pytest on $*"
+	KERAS_BACKEND=$* $(PYTEST) -m "$(MARKS_$*)"
 
 test-channels-first: $(STAMP)
 	@mkdir -p $(CF_HOME)
