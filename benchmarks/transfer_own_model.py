@@ -19,7 +19,7 @@ from pathlib import Path
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="torch")
-    parser.add_argument("--pretrain-epochs", type=int, default=8)
+    parser.add_argument("--pretrain-epochs", type=int, default=12)
     parser.add_argument("--budget-epochs", type=int, default=4)
     parser.add_argument("--per-class", type=int, default=10, help="digits training images per class")
     parser.add_argument("--seeds", type=int, default=3)
@@ -52,7 +52,7 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="transfer-bench-")) / "pretrain-shapes"
     start = time.perf_counter()
     pretrain = run_training(TrainOptions(data="shapes", model="simple_cnn", image_size=32,
-                                         epochs=args.pretrain_epochs, augment="light", out=str(out),
+                                         epochs=args.pretrain_epochs, out=str(out),
                                          quiet=True), log=lambda line: None)
     print(f"pretrained on shapes: test accuracy {pretrain.metrics['accuracy']:.3f} "
           f"in {time.perf_counter() - start:.0f} s")
