@@ -19,8 +19,8 @@ from pathlib import Path
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="torch")
-    parser.add_argument("--pretrain-epochs", type=int, default=12)
-    parser.add_argument("--budget-epochs", type=int, default=4)
+    parser.add_argument("--pretrain-epochs", type=int, default=20)
+    parser.add_argument("--budget-epochs", type=int, default=8)
     parser.add_argument("--per-class", type=int, default=10, help="digits training images per class")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default=None, help="folder for the pretraining run")
@@ -64,23 +64,26 @@ def main() -> None:
     def pipe(split, train, seed):
         return make_pipeline(split, 16, prep, 32, 3, shuffle=train, seed=seed, channels_first=cf)
 
-    results: dict[str, list[float]] = {"from scratch": [], "transfer, head only": [],
-                                       "transfer, fine-tuned": []}
+    results: dict[str, list[float]] = {}
     for seed in range(args.seeds):
         train = small_train_split(digits, args.per_class, seed)
         test = pipe(digits.test, False, seed)
+        backbone = out / "model.keras"
+        # name -> (model, base to unfreeze or None, base batchnorm mode)
         candidates = {
-            "from scratch": (create_model("simple_cnn", 10, (32, 32, 3), seed=seed), None),
-            "transfer, head only": build_transfer_model(out / "model.keras", 10, seed=seed),
-            "transfer, fine-tuned": build_transfer_model(out / "model.keras", 10, seed=seed),
+            "from scratch": (create_model("simple_cnn", 10, (32, 32, 3), seed=seed), None, None),
+            "transfer, head only (base frozen)": (*build_transfer_model(backbone, 10, seed=seed), None),
+            "transfer, all unfrozen, BatchNorm frozen": (*build_transfer_model(backbone, 10, seed=seed), "frozen"),
+            "transfer, all unfrozen, BatchNorm adapts": (
+                *build_transfer_model(backbone, 10, seed=seed, batchnorm="adapt"), "adapt"),
         }
-        for name, (model, base) in candidates.items():
-            if name == "transfer, fine-tuned":
-                unfreeze(base, "all")
+        for name, (model, base, batchnorm) in candidates.items():
+            if batchnorm:
+                unfreeze(base, "all", batchnorm=batchnorm)
             compile_classifier(model, 1e-3)
             model.fit(pipe(train, True, seed), epochs=args.budget_epochs, verbose=0)
             accuracy = model.evaluate(test, verbose=0, return_dict=True)["accuracy"]
-            results[name].append(float(accuracy))
+            results.setdefault(name, []).append(float(accuracy))
             print(f"seed {seed} {name}: {accuracy:.3f}")
 
     print(f"\nbackend {args.backend}; digits: {args.per_class} training images per class, "

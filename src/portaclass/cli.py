@@ -116,6 +116,11 @@ def train(
     fine_tune_epochs: Annotated[int, typer.Option(help="Epochs of a second phase with the base unfrozen.")] = 0,
     unfreeze: Annotated[str, typer.Option(help="What phase 2 unfreezes: all, top:K or from:LAYER_NAME.")] = "all",
     fine_tune_lr: Annotated[float, typer.Option(help="Learning rate of phase 2.")] = 1e-5,
+    base_batchnorm: Annotated[
+        str,
+        typer.Option(help="Base BatchNorm in transfer runs: frozen (inference mode, the Keras guide's "
+                     "rule for ImageNet bases) or adapt (re-estimated on your data in phase 2)."),
+    ] = "frozen",
     out: Annotated[str | None, typer.Option(help="Run directory (default: runs/<model>-<data>-<timestamp>).")] = None,
     backend: BackendOption = "",
     quiet: QuietOption = False,
@@ -130,7 +135,7 @@ def train(
         epochs=epochs, learning_rate=lr, augment=augment, resize=resize, val_split=val_split,
         test_split=test_split, seed=seed, max_image_pixels=max_image_pixels, out=out, quiet=quiet, weights=weights, backbone=backbone,
         freeze_base=freeze_base, fine_tune_epochs=fine_tune_epochs, unfreeze=unfreeze,
-        fine_tune_lr=fine_tune_lr,
+        fine_tune_lr=fine_tune_lr, base_batchnorm=base_batchnorm,
     )
     result = run_training(options, log=(lambda _line: None) if quiet else typer.echo)
     accuracy = result.metrics.get("accuracy")

@@ -93,3 +93,20 @@ def test_backbone_from_a_saved_model(tmp_path, image_batch):
 def test_missing_backbone_file_names_it(tmp_path):
     with pytest.raises(ModelFileError, match="gone.keras"):
         build_transfer_model(tmp_path / "gone.keras", 2)
+
+
+def test_adapt_mode_lets_batchnorm_learn_the_new_data_in_phase_two(data):
+    model, base = build_transfer_model("resnet18", 3, TEST_SHAPE, seed=0, batchnorm="adapt")
+    stats_before = _snapshot(_bn_stats(base))
+    _fit(model, data, 1e-3)  # phase 1: a frozen base keeps its statistics even in adapt mode
+    for got, want in zip(_snapshot(_bn_stats(base)), stats_before):
+        np.testing.assert_array_equal(got, want)
+    unfreeze(base, "all", batchnorm="adapt")
+    _fit(model, data, 1e-4)
+    assert any(not np.array_equal(got, want)
+               for got, want in zip(_snapshot(_bn_stats(base)), stats_before))
+
+
+def test_unknown_batchnorm_mode_names_it():
+    with pytest.raises(UsageError, match="'sometimes'"):
+        build_transfer_model("simple_cnn", 3, TEST_SHAPE, batchnorm="sometimes")

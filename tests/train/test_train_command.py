@@ -107,3 +107,20 @@ def test_bad_options_are_one_line_naming_the_value(args, named, tmp_path, backen
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], result.stderr
 
+
+
+def test_backbone_from_an_earlier_run_trains_two_phases(salted_run, tmp_path, backend_name):
+    _, earlier = salted_run
+    out = tmp_path / "transfer"
+    result = run_cli(["train", "--data", "digits", "--backbone", str(earlier / "model.keras"),
+                      "--freeze-base", "--epochs", "1", "--fine-tune-epochs", "1",
+                      "--fine-tune-lr", "1e-4", "--base-batchnorm", "adapt", "--out", str(out),
+                      "--quiet"], backend_name)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (out / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["epoch"]), int(float(r["phase"]))) for r in rows] == [(1, 1), (2, 2)]
+    config = json.loads((out / "config.json").read_text())
+    # The backbone's input decides size and channels; digits are converted to match.
+    assert config["image_size"] == 32 and config["channels"] == 3
+    assert len(config["class_names"]) == 10

@@ -79,9 +79,25 @@ def _registry_backbone(name: str, input_shape, weights, seed):
     return keras.Model(full.inputs, full.layers[cut].input, name="backbone")
 
 
+BATCHNORM_MODES = ("frozen", "adapt")
+
+
+def _check_batchnorm(batchnorm: str) -> None:
+    if batchnorm not in BATCHNORM_MODES:
+        raise UsageError(f"unknown base batchnorm mode {batchnorm!r}; choose frozen or adapt")
+
+
 def build_transfer_model(base: str | Path, num_classes: int, input_shape=None,
-                         weights=None, dropout: float = 0.2, seed: int | None = None):
+                         weights=None, dropout: float = 0.2, seed: int | None = None,
+                         batchnorm: str = "frozen"):
     """``inputs -> base(inputs, training=False) -> pooling -> Dropout -> Dense``.
+
+    ``batchnorm="frozen"`` (the Keras guide's rule, right for ImageNet bases)
+    keeps the base's BatchNormalization in inference mode in both phases.
+    ``"adapt"`` calls the base without ``training=False``, so once ``unfreeze``
+    (with the same mode) makes them trainable, BatchNormalization layers
+    re-estimate their statistics on the new data: better when the new images
+    look nothing like the base's (docs/benchmarks.md: shapes -> digits).
 
     ``base`` is a registered model name (pretrained families without their
     top, with ``weights`` None/"imagenet"/path) or a path to a ``.keras``
@@ -96,6 +112,7 @@ def build_transfer_model(base: str | Path, num_classes: int, input_shape=None,
     from portaclass import config
 
     config.active_backend()
+    _check_batchnorm(batchnorm)
     if num_classes < 2:
         raise UsageError(f"num_classes must be at least 2, got {num_classes}")
     if seed is not None:
@@ -117,7 +134,7 @@ def build_transfer_model(base: str | Path, num_classes: int, input_shape=None,
     base_model.trainable = False
     # training=False keeps BatchNormalization in inference mode even after
     # the base is unfrozen for fine-tuning.
-    x = base_model(inputs, training=False)
+    x = base_model(inputs, training=False) if batchnorm == "frozen" else base_model(inputs)
     rank = len(x.shape)
     if rank == 4:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -142,17 +159,19 @@ def _leaf_layers(model):
             yield layer
 
 
-def unfreeze(base_model, spec: str = "all") -> int:
+def unfreeze(base_model, spec: str = "all", batchnorm: str = "frozen") -> int:
     """Make (part of) a frozen base trainable for fine-tuning.
 
     ``spec``: ``all``; ``top:K`` (the last K layers with weights, not
     counting BatchNormalization);
     ``from:LAYER_NAME`` (that layer and everything after it). BatchNormalization
-    layers always stay frozen. Recompile the model afterwards. Returns the
-    number of layers with weights now trainable.
+    layers stay frozen unless ``batchnorm="adapt"``, which unfreezes those in
+    the unfrozen part too. Recompile the model afterwards. Returns the number
+    of layers with weights (BatchNormalization aside) now trainable.
     """
     from keras import layers
 
+    _check_batchnorm(batchnorm)
     spec = str(spec).strip()
     kind, _, value = spec.partition(":")
     leaves = list(_leaf_layers(base_model))
@@ -173,7 +192,10 @@ def unfreeze(base_model, spec: str = "all") -> int:
     base_model.trainable = True
     for index, layer in enumerate(weighted):
         layer.trainable = index >= start
-    for layer in leaves:
+    first = leaves.index(weighted[start]) if start < len(weighted) else len(leaves)
+    for position, layer in enumerate(leaves):
         if isinstance(layer, layers.BatchNormalization):
-            layer.trainable = False  # keeps its moving statistics fixed
+            # A non-trainable BatchNormalization runs in inference mode and
+            # keeps its moving statistics fixed (Keras 3 semantics).
+            layer.trainable = batchnorm == "adapt" and position >= first
     return len(weighted) - start

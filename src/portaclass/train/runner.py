@@ -34,6 +34,7 @@ class TrainOptions:
     fine_tune_epochs: int = 0
     unfreeze: str = "all"
     fine_tune_lr: float = 1e-5
+    base_batchnorm: str = "frozen"  # or "adapt": see models.transfer.build_transfer_model
     dropout: float = 0.2
 
     @property
@@ -68,6 +69,8 @@ class TrainOptions:
             raise UsageError(f"unknown --augment preset {self.augment!r}; choose one of {', '.join(PRESETS)}")
         if not self.backbone:
             get_spec(self.model)
+        if self.base_batchnorm not in ("frozen", "adapt"):
+            raise UsageError(f"unknown --base-batchnorm {self.base_batchnorm!r}; choose frozen or adapt")
 
 
 @dataclass
@@ -158,7 +161,7 @@ def run_training(options: TrainOptions, log=print) -> TrainResult:
     if options.fine_tune_epochs:
         from portaclass.models.transfer import unfreeze
 
-        unfreeze(base, options.unfreeze)
+        unfreeze(base, options.unfreeze, batchnorm=options.base_batchnorm)
         compile_classifier(model, options.fine_tune_lr)  # recompile: trainable flags changed
         fit_classifier(model, train_data, val_data, run_dir, options.fine_tune_epochs,
                        quiet=options.quiet, initial_epoch=options.epochs, history_extra={"phase": 2})
@@ -185,6 +188,7 @@ def _build_model(options: TrainOptions, num_classes: int, input_shape):
         return build_transfer_model(
             options.backbone or options.model, num_classes, input_shape,
             weights=options.weights, dropout=options.dropout, seed=options.seed,
+            batchnorm=options.base_batchnorm,
         )
     model = create_model(options.model, num_classes, input_shape, weights=options.weights,
                          seed=options.seed)
