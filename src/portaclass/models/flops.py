@@ -72,24 +72,30 @@ def _attention_macs(layer) -> int:
     return projections + heads * queries * keys * (key_dim + value_dim)
 
 
+def _counters(layers):
+    """(layer class, counter) pairs, first match wins: separable and depthwise
+    convolutions are checked before plain Conv2D."""
+    return (
+        (layers.SeparableConv2D, _separable_macs),
+        (layers.DepthwiseConv2D, _depthwise_macs),
+        (layers.Conv2D, _conv_macs),
+        (layers.Dense, _dense_macs),
+        (layers.EinsumDense, _einsum_macs),
+        (layers.MultiHeadAttention, _attention_macs),
+    )
+
+
 def count_flops(model) -> int:
     """Forward multiply-accumulates for one image (batch size 1)."""
     from keras import layers
 
+    counters = _counters(layers)
     total = 0
     for layer in model.layers:
         if hasattr(layer, "layers") and not isinstance(layer, layers.MultiHeadAttention):
             total += count_flops(layer)  # a nested model (backbone)
-        elif isinstance(layer, layers.SeparableConv2D):
-            total += _separable_macs(layer)
-        elif isinstance(layer, layers.DepthwiseConv2D):
-            total += _depthwise_macs(layer)
-        elif isinstance(layer, layers.Conv2D):
-            total += _conv_macs(layer)
-        elif isinstance(layer, layers.Dense):
-            total += _dense_macs(layer)
-        elif isinstance(layer, layers.EinsumDense):
-            total += _einsum_macs(layer)
-        elif isinstance(layer, layers.MultiHeadAttention):
-            total += _attention_macs(layer)
+            continue
+        counter = next((count for cls, count in counters if isinstance(layer, cls)), None)
+        if counter is not None:
+            total += counter(layer)
     return int(total)

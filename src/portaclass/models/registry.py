@@ -28,6 +28,13 @@ class Preprocessing:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocessing:
+        """The inverse of ``to_dict`` (JSON lists back to tuples; unknown keys,
+        from a newer portaclass, ignored)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v
+                      for k, v in data.items() if k in cls.__dataclass_fields__})
+
 
 @dataclass(frozen=True)
 class ModelSpec:

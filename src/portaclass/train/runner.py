@@ -98,11 +98,7 @@ def _preprocessing_for(options: TrainOptions):
     from portaclass.train.run_dir import read_run_config
 
     saved = read_run_config(Path(options.backbone).parent)
-    prep = Preprocessing()
-    if saved.get("preprocessing"):
-        prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in saved["preprocessing"].items()
-                                if k in Preprocessing.__dataclass_fields__})
+    prep = Preprocessing.from_dict(saved.get("preprocessing") or {})
     size = saved.get("image_size") or options.image_size or prep.input_size[0]
     if options.image_size and options.image_size != size:
         raise UsageError(f"--image-size {options.image_size} differs from the backbone's input size {size}")
