@@ -45,7 +45,7 @@ def test_preview_writes_a_png_grid(tmp_path, backend_name):
     from PIL import Image
 
     out = tmp_path / "grid.png"
-    result = run_cli(["preview", "--data", "shapes", "--augment", "standard", "--count", "4",
+    result = run_cli(["preview", "--data", "shapes", "--augment", "strong", "--count", "4",
                       "--image-size", "32", "--out", str(out)], backend_name)
     assert result.returncode == 0, result.stderr[-2000:]
     with Image.open(out) as image:

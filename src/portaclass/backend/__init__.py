@@ -10,6 +10,7 @@ module (``_tensorflow``, ``_torch``, ``_jax``) implements:
 - ``cpu_copy(model)``: a copy of a model with its variables on the CPU
 - ``peak_memory(device=None)``: peak process RSS on CPU, peak device bytes on GPU
 - ``seed_everything(seed, deterministic=False)``
+- ``COMPILES_PER_SHAPE``: whether eager ops compile once per input shape (JAX)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from portaclass.backend._common import Device, parse_device_spec
 _module = importlib.import_module(f"portaclass.backend._{config.active_backend()}")
 
 NAME: str = _module.NAME
+COMPILES_PER_SHAPE: bool = _module.COMPILES_PER_SHAPE
 to_numpy = _module.to_numpy
 device_of = _module.device_of
 list_devices = _module.list_devices
@@ -36,6 +38,7 @@ def has_gpu() -> bool:
 
 
 __all__ = [
+    "COMPILES_PER_SHAPE",
     "NAME",
     "Device",
     "cpu_copy",

@@ -21,6 +21,9 @@ from portaclass.backend._common import (
 )
 
 NAME = "jax"
+# Eager JAX ops are jit-compiled per input shape (~0.2-2 s each): callers
+# that vary batch sizes should keep to a few sizes.
+COMPILES_PER_SHAPE = True
 
 
 def _leaf_to_numpy(x):

@@ -20,6 +20,8 @@ from portaclass.backend._common import (
 )
 
 NAME = "tensorflow"
+# Eager ops run at any shape without recompiling.
+COMPILES_PER_SHAPE = False
 
 
 def _leaf_to_numpy(x):

@@ -22,6 +22,8 @@ from portaclass.backend._common import (
 )
 
 NAME = "torch"
+# Eager ops run at any shape without recompiling.
+COMPILES_PER_SHAPE = False
 
 
 def _leaf_to_numpy(x):

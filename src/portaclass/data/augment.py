@@ -2,11 +2,10 @@
 input pipeline on the CPU (never part of the model, so a saved model carries
 no training-only layers and predicts the same on every backend).
 
-MixUp and CutMix are not in the presets: they need soft (one-hot) labels,
-which would change the loss the trainer compiles; pipelines therefore always
-yield integer labels (``soft_labels = False``). RandAugment is not used
-either: it picks affine ops with "reflect" fill, which on the torch backend
-took up to minutes per 224-px batch in our measurements.
+``strong`` adds RandAugment (``data/randaugment.py``) and MixUp or CutMix
+(``data/mixing.py``). Mixing blends labels too, so a ``strong`` pipeline
+yields one-hot soft labels (``Augmenter.soft_labels``) and the trainer
+compiles categorical instead of sparse cross-entropy.
 """
 
 from __future__ import annotations
@@ -51,14 +50,19 @@ def _preset_layers(preset: str, seed: int, size_hw: tuple[int, int] | None) -> l
             layers.RandomBrightness(0.15, value_range=VALUE_RANGE, seed=seed + 5, **fmt),
         ]
     if preset == "strong":
+        from portaclass.data.randaugment import RandAugment
+
         return crop + [
             layers.RandomFlip("horizontal", seed=seed, **fmt),
-            layers.RandomZoom((-0.2, 0.2), fill_mode=FILL_MODE, seed=seed + 1, **fmt),
-            layers.RandomRotation(0.1, fill_mode=FILL_MODE, seed=seed + 2, **fmt),
-            layers.RandomContrast(0.35, value_range=VALUE_RANGE, seed=seed + 3, **fmt),
-            layers.RandomBrightness(0.25, value_range=VALUE_RANGE, seed=seed + 4, **fmt),
+            RandAugment(num_ops=2, magnitude=0.5, seed=seed, value_range=VALUE_RANGE),
         ]
     raise UsageError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(PRESETS)}")
+
+
+def mixes_labels(preset: str) -> bool:
+    """Whether ``preset`` blends images and labels (MixUp/CutMix), so that its
+    pipelines yield one-hot soft labels."""
+    return preset == "strong"
 
 
 class Augmenter:
@@ -68,22 +72,29 @@ class Augmenter:
     with a lock: pipeline worker threads may call this concurrently.
     """
 
-    def __init__(self, preset: str = "none", seed: int = 0, size_hw: tuple[int, int] | None = None):
+    def __init__(self, preset: str = "none", seed: int = 0, size_hw: tuple[int, int] | None = None,
+                 num_classes: int | None = None):
         """With ``size_hw`` the preset ends batches at that size via a random
         crop: feed it images of ``input_size(size_hw)``. Without it no crop is
-        applied and batches keep their shape."""
+        applied and batches keep their shape. ``num_classes`` is needed by
+        presets that mix labels (``soft_labels``)."""
         if preset not in PRESETS:
             raise UsageError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(PRESETS)}")
         self.preset = preset
         self.size_hw = size_hw if preset != "none" else None
-        self.soft_labels = False
+        self.soft_labels = mixes_labels(preset)
         self._lock = threading.Lock()
         self._layers = []
+        self._mixer = None
         if preset != "none":
             from portaclass.backend import on_device
 
             with on_device("cpu"):  # on a GPU machine the layers' state stays on the host too
                 self._layers = _preset_layers(preset, seed, self.size_hw)
+                if self.soft_labels and num_classes:
+                    from portaclass.data.mixing import BatchMixer
+
+                    self._mixer = BatchMixer(num_classes, seed)
 
     def input_size(self, size_hw: tuple[int, int]) -> tuple[int, int]:
         """The size to decode to so the final crop yields ``size_hw``."""
@@ -94,13 +105,37 @@ class Augmenter:
     def __bool__(self) -> bool:
         return bool(self._layers)
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def transform_images(self, images: np.ndarray) -> np.ndarray:
+        """The per-image part of the preset (no mixing): float32 NHWC."""
         x = np.asarray(images, dtype=np.float32)
         if not self._layers:
             return x
+        with self._lock:
+            return self._transform_images(x)
+
+    def __call__(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(augmented images, labels)``: with a mixing preset the labels come
+        back as float32 one-hot soft labels, else unchanged."""
+        x = np.asarray(images, dtype=np.float32)
+        if not self._layers:
+            return x, labels
+        with self._lock:
+            x = self._transform_images(x)
+            if self.soft_labels:
+                if self._mixer is None:
+                    raise UsageError(f"the {self.preset!r} preset mixes labels: "
+                                     "give Augmenter the number of classes")
+                from portaclass.backend import on_device
+
+                with on_device("cpu"):
+                    x, labels = self._mixer(x, labels)
+                x = np.clip(x, *VALUE_RANGE)
+        return x, labels
+
+    def _transform_images(self, x: np.ndarray) -> np.ndarray:
         from portaclass.backend import on_device, to_numpy
 
-        with self._lock, on_device("cpu"):
+        with on_device("cpu"):
             for layer in self._layers:
                 x = layer(x, training=True)
             out = to_numpy(x)
@@ -108,5 +143,6 @@ class Augmenter:
 
 
 def augment_batch(images: np.ndarray, preset: str, seed: int = 0) -> np.ndarray:
-    """One-off: ``images`` (NHWC, 0..255) augmented with ``preset``, float32."""
-    return Augmenter(preset, seed)(images)
+    """One-off: ``images`` (NHWC, 0..255) through the per-image part of
+    ``preset`` (no MixUp/CutMix: that needs labels), float32."""
+    return Augmenter(preset, seed).transform_images(images)

@@ -3,7 +3,9 @@
 Worker threads (``use_multiprocessing=False``) decode files with Pillow, which
 releases the GIL, so a batch per core is decoded in parallel without pickling
 anything and without importing TensorFlow under torch or JAX. Batches are
-NumPy ``(x float32, y int32)``, channels_last unless ``channels_first=True``.
+NumPy ``(x float32, y int32)``, channels_last unless ``channels_first=True``;
+``y`` is float32 one-hot rows instead when the augmentation preset mixes
+labels (MixUp/CutMix) or ``one_hot=True`` (validation data of such a run).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from portaclass.data.decode import (  # noqa: E402
 )
 from portaclass.data.decode import resize as resize_image  # noqa: E402
 from portaclass.data.loading import to_channel_count  # noqa: E402
+from portaclass.data.mixing import one_hot as to_one_hot  # noqa: E402
 from portaclass.data.normalize import normalize  # noqa: E402
 from portaclass.errors import DataError, UsageError  # noqa: E402
 from portaclass.layout import to_channels_first  # noqa: E402
@@ -46,7 +49,8 @@ class ImagePipeline(keras.utils.PyDataset):
     def __init__(self, split: Split, batch_size: int, preprocessing, image_size, channels: int = 3,
                  augment: str = "none", shuffle: bool = True, seed: int = 0, resize: str = "plain",
                  channels_first: bool = False, workers: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, max_queue_size: int = 10):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, max_queue_size: int = 10,
+                 one_hot: bool = False):
         workers = workers or os.cpu_count() or 1
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
         if batch_size < 1:
@@ -71,11 +75,12 @@ class ImagePipeline(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.seed = seed
         self.max_pixels = max_pixels
-        self.augmenter = Augmenter(augment, seed, self.size_hw)
+        self.class_names = split.class_names
+        self.augmenter = Augmenter(augment, seed, self.size_hw, num_classes=len(self.class_names))
         # decoded size: larger than the output when the preset random-crops
         self.decode_hw = self.augmenter.input_size(self.size_hw)
-        self.soft_labels = self.augmenter.soft_labels
-        self.class_names = split.class_names
+        # labels leave as float32 one-hot rows (else int32 class indices)
+        self.soft_labels = one_hot or self.augmenter.soft_labels
         self.decode_failures: list[tuple[str, str]] = []
         self._failure_lock = threading.Lock()
         self.epoch = 0
@@ -105,11 +110,14 @@ class ImagePipeline(keras.utils.PyDataset):
             images, ids = self._load_files(ids)
         else:
             images = self._load_arrays(ids)
-        x = self.augmenter(images) if self.augmenter else images.astype(np.float32)
+        y = self.split.labels[ids].astype(np.int32)
+        x, y = self.augmenter(images, y)
         x = normalize(x, self.preprocessing).astype(np.float32, copy=False)
         if self.channels_first:
             x = to_channels_first(x)
-        return x, self.split.labels[ids].astype(np.int32)
+        if self.soft_labels:
+            y = to_one_hot(y, len(self.class_names))
+        return x, y
 
     def _decode(self, i: int) -> np.ndarray:
         return decode_image(self.split.paths[i], self.decode_hw, self.channels, self.resize_mode, self.max_pixels)
@@ -168,8 +176,8 @@ class ImagePipeline(keras.utils.PyDataset):
 def make_pipeline(split: Split, batch_size: int, preprocessing, image_size, channels: int = 3,
                   augment: str = "none", shuffle: bool = True, seed: int = 0, resize: str = "plain",
                   channels_first: bool = False, workers: int | None = None,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> ImagePipeline:
+                  max_pixels: int = DEFAULT_MAX_PIXELS, one_hot: bool = False) -> ImagePipeline:
     """A ``keras.utils.PyDataset`` over ``split`` yielding ``(x, y)`` NumPy
     batches; ``len()`` is the number of batches. Pass it to ``model.fit``."""
     return ImagePipeline(split, batch_size, preprocessing, image_size, channels, augment, shuffle,
-                         seed, resize, channels_first, workers, max_pixels)
+                         seed, resize, channels_first, workers, max_pixels, one_hot=one_hot)

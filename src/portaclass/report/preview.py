@@ -26,6 +26,18 @@ def sample_batch(dataset, n: int, image_size, augment: str, seed: int, channels:
     return np.clip(x, 0.0, 1.0), y
 
 
+def label_title(label, class_names) -> str:
+    """A class name, or for a MixUp/CutMix soft label the two classes it
+    blends with their shares, e.g. ``cat 70% + dog 30%``."""
+    label = np.asarray(label)
+    if label.ndim == 0:
+        return class_names[int(label)]
+    top = [int(i) for i in np.argsort(label)[::-1][:2] if label[i] >= 0.005]
+    if len(top) == 1:
+        return class_names[top[0]]
+    return " + ".join(f"{class_names[i]} {label[i]:.0%}" for i in top)
+
+
 def write_preview(
     data_spec,
     out="grid.png",
@@ -67,7 +79,7 @@ def write_preview(
             axes.imshow(image[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
         else:
             axes.imshow(image)
-        axes.set_title(dataset.class_names[int(label)], fontsize=9)
+        axes.set_title(label_title(label, dataset.class_names), fontsize=9)
         axes.axis("off")
     figure.suptitle(f"{dataset.name or 'data'}: augment={augment}", fontsize=11)
     figure.tight_layout()

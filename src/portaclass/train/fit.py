@@ -7,19 +7,27 @@ from pathlib import Path
 from portaclass.train.callbacks import EpochHistoryCSV, RichProgress
 
 
-def compile_classifier(model, learning_rate: float = 1e-3, decay_steps: int | None = None) -> None:
-    """Adam + sparse cross-entropy + accuracy; with ``decay_steps`` the
-    learning rate follows a cosine decay to zero over that many steps, which
-    steadies the final epochs of short runs."""
+def compile_classifier(model, learning_rate: float = 1e-3, decay_steps: int | None = None,
+                       soft_labels: bool = False) -> None:
+    """Adam + cross-entropy + accuracy; with ``decay_steps`` the learning rate
+    follows a cosine decay to zero over that many steps, which steadies the
+    final epochs of short runs.
+
+    Labels are class indices, or with ``soft_labels`` one-hot rows (MixUp and
+    CutMix blend them); accuracy is then against the dominant class. The
+    metric is named ``accuracy`` either way, so history.csv keeps its columns.
+    """
     import keras
 
     if decay_steps:
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    if soft_labels:
+        loss = keras.losses.CategoricalCrossentropy()
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[accuracy])
 
 
 def fit_classifier(

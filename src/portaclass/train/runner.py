@@ -124,6 +124,7 @@ def run_training(options: TrainOptions, log=print) -> TrainResult:
 
     from portaclass import backend, layout
     from portaclass.data import append_decode_failures, make_pipeline
+    from portaclass.data.augment import mixes_labels
     from portaclass.train.fit import compile_classifier, fit_classifier
     from portaclass.train.run_dir import environment_info
 
@@ -140,25 +141,29 @@ def run_training(options: TrainOptions, log=print) -> TrainResult:
     num_classes = len(dataset.class_names)
     model, base = _build_model(options, num_classes, input_shape)
     channels_first = layout.data_format() == layout.CHANNELS_FIRST
+    # MixUp/CutMix train on soft labels: every split of the run then yields
+    # one-hot labels, since one compiled loss scores training and validation.
+    soft_labels = mixes_labels(options.augment)
 
     def pipeline(split, train: bool):
         return make_pipeline(split, options.batch_size, preprocessing, size, channels,
                              augment=options.augment if train else "none", shuffle=train,
                              seed=options.seed, resize=options.resize, channels_first=channels_first,
-                             **limit)
+                             one_hot=soft_labels, **limit)
 
     train_data = pipeline(dataset.train, True)
     val_split = dataset.val if dataset.val is not None and len(dataset.val) else None
     val_data = pipeline(val_split, False) if val_split is not None else None
 
-    compile_classifier(model, options.learning_rate)
+    compile_classifier(model, options.learning_rate, soft_labels=soft_labels)
     fit_classifier(model, train_data, val_data, run_dir, options.epochs, quiet=options.quiet,
                    history_extra={"phase": 1})
     if options.fine_tune_epochs:
         from portaclass.models.transfer import unfreeze
 
         unfreeze(base, options.unfreeze, batchnorm=options.base_batchnorm)
-        compile_classifier(model, options.fine_tune_lr)  # recompile: trainable flags changed
+        # recompile: trainable flags changed
+        compile_classifier(model, options.fine_tune_lr, soft_labels=soft_labels)
         fit_classifier(model, train_data, val_data, run_dir, options.fine_tune_epochs,
                        quiet=options.quiet, initial_epoch=options.epochs, history_extra={"phase": 2})
     model.save(run_dir / "model.keras")
