@@ -136,7 +136,7 @@ def test_no_tensorflow_import_under_torch_or_jax(backend_name, shapes_dir, tmp_p
         import sys
         from portaclass.data import load_dataset, make_pipeline
         ds = load_dataset({str(shapes_dir)!r}, 16, cache_dir={str(tmp_path / 'c')!r})
-        pipeline = make_pipeline(ds.train, 8, None, 16, augment="standard")
+        pipeline = make_pipeline(ds.train, 8, None, 16, augment="strong")
         for i in range(len(pipeline)):
             x, y = pipeline[i]
         arrays = load_dataset("shapes", 16)

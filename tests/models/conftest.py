@@ -12,16 +12,22 @@ NUM_CLASSES = 3
 # Big enough that one build + a few steps + a save/load takes seconds, not
 # tens of seconds, on a 2-core CPU (JAX compiles each initializer).
 HEAVY_MODELS = {"resnet34", "resnet50", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3"}
+# A JAX training step compiles for 40-50 s on these: make test leaves them to
+# the TensorFlow and torch suites (``jax_slow``), keeping CI under 15 minutes;
+# mobilenet_v2 still covers a keras.applications training step on JAX.
+JAX_SLOW_TRAINING = {"efficientnet_b0", "mobilenet_v3_small"}
 
 
-def registry_params():
-    """Every registered model as a pytest param; heavy ones marked slow."""
+def registry_params(jax_slow: frozenset | set = frozenset()):
+    """Every registered model as a pytest param; heavy ones marked slow, and
+    those in ``jax_slow`` marked jax_slow."""
     from portaclass.models import list_models
 
-    return [
-        pytest.param(name, marks=[pytest.mark.slow] if name in HEAVY_MODELS else [])
-        for name in list_models()
-    ]
+    def marks(name):
+        return ([pytest.mark.slow] if name in HEAVY_MODELS else []) + (
+            [pytest.mark.jax_slow] if name in jax_slow else [])
+
+    return [pytest.param(name, marks=marks(name)) for name in list_models()]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from portaclass.backend import to_numpy
 from portaclass.errors import UsageError
 from portaclass.models import create_model, get_spec, list_models
 
-from .conftest import NUM_CLASSES, TEST_SHAPE, registry_params
+from .conftest import JAX_SLOW_TRAINING, NUM_CLASSES, TEST_SHAPE, registry_params
 
 MODELS = registry_params()
 
@@ -70,7 +70,7 @@ def _training_loss(model, trainable, non_trainable, x, y) -> float:
     return float(np.mean(to_numpy(loss)))
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", registry_params(jax_slow=JAX_SLOW_TRAINING))
 def test_training_step_lowers_the_loss(name, image_batch):
     import keras
 
