@@ -21,6 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# Geometric ops leave black corners: "reflect" (Keras' default) is ~20x slower
+# on the torch backend.
+from portaclass.data.augment import FILL_MODE
+
 # The paper's maximum strength of each op (AutoAugment's ranges); ``magnitude``
 # in [0, 1] scales all of them. 0.5 is RandAugment's M=5 of 10.
 MAX_SHEAR = 0.3  # shear factor
@@ -30,9 +34,6 @@ MAX_ENHANCE = 0.9  # colour / contrast / sharpness: the paper's 0.1..1.9 range
 MAX_BRIGHTNESS = 0.4  # Keras adds a delta (fraction of the value range) instead of scaling
 MAX_POSTERIZE_DROP_BITS = 4
 DEFAULT_MAGNITUDE = 0.5
-# Geometric ops leave black corners: "reflect" (Keras' default) is ~20x slower
-# on the torch backend.
-FILL_MODE = "constant"
 
 OPS = ("identity", "auto_contrast", "equalize", "rotate", "solarize", "color", "posterize",
        "contrast", "brightness", "sharpness", "shear_x", "shear_y", "translate_x", "translate_y")
