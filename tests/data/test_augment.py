@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from portaclass.data.augment import Augmenter, augment_batch, mixes_labels
+from portaclass.data.augment import (
+    RESIZED_CROP_AREA,
+    Augmenter,
+    augment_batch,
+    mixes_labels,
+    resized_crop_box,
+)
 from portaclass.data.mixing import BatchMixer, one_hot
 from portaclass.data.randaugment import OPS, Equalize, RandAugment
 from portaclass.errors import UsageError
@@ -40,6 +46,33 @@ def test_presets_that_crop_end_at_the_requested_size():
     assert decode_size[0] > 24
     out, _ = augmenter(random_images(size=decode_size[0]), np.array([0, 1, 0, 1]))
     assert out.shape == (4, 24, 24, 3)
+
+
+def test_resized_crop_boxes_lie_inside_the_image_with_the_promised_area():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        top, left, height, width = resized_crop_box(rng)
+        assert 0 <= top and top + height <= 1 + 1e-9 and 0 <= left and left + width <= 1 + 1e-9
+        # clipped to the image side when the aspect asks for more than fits
+        assert height * width <= RESIZED_CROP_AREA[1] + 1e-9
+        assert height * width >= RESIZED_CROP_AREA[0] * 0.75
+
+
+def test_only_strong_draws_crops_and_they_repeat_per_seed_epoch_and_image():
+    assert Augmenter("standard", seed=0).crop_box(0, 5) is None
+    strong = Augmenter("strong", seed=0, num_classes=2)
+    assert strong.crop_box(0, 5) == Augmenter("strong", seed=0, num_classes=2).crop_box(0, 5)
+    assert strong.crop_box(0, 5) != strong.crop_box(1, 5)  # a new crop each epoch
+    assert strong.crop_box(0, 5) != strong.crop_box(0, 6)
+
+
+def test_strong_pipeline_on_arrays_crops_and_keeps_the_shape():
+    from portaclass.data import from_arrays, make_pipeline
+
+    x = random_images(n=12, size=20)
+    dataset = from_arrays(x, np.arange(12) % 3, ["a", "b", "c"], val_split=0, test_split=0)
+    batch, labels = make_pipeline(dataset.train, 6, None, 16, augment="strong", seed=2)[0]
+    assert batch.shape == (6, 16, 16, 3) and labels.shape == (6, 3)
 
 
 def test_mixing_preset_without_class_count_is_a_clear_error():

@@ -82,6 +82,42 @@ def test_large_jpeg_uses_draft_mode_and_still_hits_the_target_size(tmp_path, mon
     assert size == (64, 64) and decoded_size == (200, 150)  # libjpeg decoded at 1/8 scale
 
 
+def quadrants(width=400, height=300) -> Image.Image:
+    """Red top-left, green top-right, blue bottom-left, white bottom-right."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[: height // 2, : width // 2] = (255, 0, 0)
+    pixels[: height // 2, width // 2 :] = (0, 255, 0)
+    pixels[height // 2 :, : width // 2] = (0, 0, 255)
+    pixels[height // 2 :, width // 2 :] = 255
+    return Image.fromarray(pixels)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_a_region_is_decoded_and_resized_to_the_target(tmp_path, suffix):
+    quadrants().save(tmp_path / f"q{suffix}", quality=95)
+    bottom_right = decode_image(tmp_path / f"q{suffix}", (32, 32), box=(0.55, 0.55, 0.45, 0.45))
+    assert bottom_right.shape == (32, 32, 3) and bottom_right.min() > 230
+    top_left = decode_image(tmp_path / f"q{suffix}", (16, 24), box=(0.0, 0.0, 0.4, 0.4))
+    assert top_left.shape == (16, 24, 3)
+    assert top_left[..., 0].min() > 230 and top_left[..., 1:].max() < 25
+
+
+def test_a_small_region_of_a_large_jpeg_keeps_enough_resolution(tmp_path, monkeypatch):
+    Image.new("RGB", (1600, 1200), (90, 90, 90)).save(tmp_path / "big.jpg")
+    decoded = []
+    original = JpegImageFile.draft
+
+    def spy(self, mode, size):
+        result = original(self, mode, size)
+        decoded.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImageFile, "draft", spy)
+    decode_image(tmp_path / "big.jpg", (64, 64), box=(0.0, 0.0, 0.25, 0.25))
+    (width, height), = decoded
+    assert width * 0.25 >= 64 and height * 0.25 >= 64  # the region still covers the target
+
+
 @pytest.mark.parametrize("resize", ["plain", "crop", "pad"])
 def test_resize_modes(tmp_path, resize):
     pixels = np.full((20, 60, 3), 255, np.uint8)  # wide white image

@@ -85,28 +85,45 @@ def resize(image: Image.Image, size_hw: tuple[int, int], mode: str = "plain") ->
     raise UsageError(f"unknown resize mode {mode!r}; choose one of {', '.join(RESIZE_MODES)}")
 
 
+def crop_relative(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    """Cut ``box`` = (top, left, height, width), as fractions of the image's
+    height and width, out of ``image`` (at least one pixel each way)."""
+    top, left, height, width = box
+    full_w, full_h = image.size
+    x0, y0 = int(left * full_w), int(top * full_h)
+    x1 = min(full_w, max(x0 + 1, int(round((left + width) * full_w))))
+    y1 = min(full_h, max(y0 + 1, int(round((top + height) * full_h))))
+    return image.crop((x0, y0, x1, y1))
+
+
 def decode_image(
     path: str | Path,
     size_hw: tuple[int, int] | None = None,
     channels: int = 3,
     resize_mode: str = "plain",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    box: tuple[float, float, float, float] | None = None,
 ) -> np.ndarray:
-    """A file -> uint8 array (H, W, channels), EXIF orientation applied.
+    """A file -> uint8 array (H, W, channels), EXIF orientation applied; with
+    ``box`` (see ``crop_relative``) only that region, then resized.
 
     When ``size_hw`` is given and the file is a JPEG, Pillow's draft mode lets
-    libjpeg decode at 1/2, 1/4 or 1/8 scale (never below the target), which is
-    most of the speed on large photos.
+    libjpeg decode at 1/2, 1/4 or 1/8 scale (never below the target, the
+    region included), which is most of the speed on large photos.
     """
     image = open_checked(path, max_pixels)
     try:
         with image:
             if size_hw is not None and image.format == "JPEG":
                 side = max(size_hw)  # EXIF may swap the axes: ask for the larger side on both
+                if box is not None:  # the region must still cover the target
+                    side = int(np.ceil(side / min(box[2], box[3])))
                 image.draft(None, (side, side))
             image.load()
             image = ImageOps.exif_transpose(image)
             image = to_channels(image, channels)
+            if box is not None:
+                image = crop_relative(image, box)
             if size_hw is not None:
                 image = resize(image, size_hw, resize_mode)
             array = np.asarray(image, dtype=np.uint8)

@@ -27,6 +27,7 @@ from portaclass.data.decode import (  # noqa: E402
     DEFAULT_MAX_PIXELS,
     RESIZE_MODES,
     DecodeError,
+    crop_relative,
     decode_image,
 )
 from portaclass.data.decode import resize as resize_image  # noqa: E402
@@ -120,7 +121,8 @@ class ImagePipeline(keras.utils.PyDataset):
         return x, y
 
     def _decode(self, i: int) -> np.ndarray:
-        return decode_image(self.split.paths[i], self.decode_hw, self.channels, self.resize_mode, self.max_pixels)
+        return decode_image(self.split.paths[i], self.decode_hw, self.channels, self.resize_mode,
+                            self.max_pixels, box=self.augmenter.crop_box(self.epoch, i))
 
     def _load_files(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Decoded images and the split indices they come from.
@@ -162,13 +164,15 @@ class ImagePipeline(keras.utils.PyDataset):
 
     def _load_arrays(self, ids: np.ndarray) -> np.ndarray:
         images = to_channel_count(self.split.images[ids], self.channels)
-        if images.shape[1:3] == tuple(self.decode_hw):
+        boxes = [self.augmenter.crop_box(self.epoch, int(i)) for i in ids]
+        if images.shape[1:3] == tuple(self.decode_hw) and all(b is None for b in boxes):
             return images
-        resized = [
-            np.asarray(resize_image(Image.fromarray(im[..., 0] if self.channels == 1 else im),
-                                    self.decode_hw, self.resize_mode))
-            for im in images
-        ]
+        resized = []
+        for image, box in zip(images, boxes):
+            pil = Image.fromarray(image[..., 0] if self.channels == 1 else image)
+            if box is not None:
+                pil = crop_relative(pil, box)
+            resized.append(np.asarray(resize_image(pil, self.decode_hw, self.resize_mode)))
         out = np.stack(resized)
         return out[..., None] if out.ndim == 3 else out
 
