@@ -48,6 +48,25 @@ def test_presets_that_crop_end_at_the_requested_size():
     assert out.shape == (4, 24, 24, 3)
 
 
+def test_worker_threads_augment_at_the_same_time_each_with_its_own_layers():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    augmenter = Augmenter("strong", seed=0, num_classes=3)
+    images, labels = random_images(n=8), np.arange(8) % 3
+    all_waiting = threading.Barrier(3, timeout=60)  # three tasks in three distinct threads
+
+    def augment(_):
+        all_waiting.wait()
+        out, soft = augmenter(images, labels)
+        return out.shape, soft.shape, id(augmenter._layers()[0][0])
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(augment, range(3)))
+    assert {r[:2] for r in results} == {((8, 32, 32, 3), (8, 3))}
+    assert len({r[2] for r in results}) == 3  # one set of layers per thread, not shared
+
+
 def test_resized_crop_boxes_lie_inside_the_image_with_the_promised_area():
     rng = np.random.default_rng(0)
     for _ in range(500):

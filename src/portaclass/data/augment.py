@@ -84,8 +84,10 @@ def mixes_labels(preset: str) -> bool:
 class Augmenter:
     """Applies a preset to NHWC batches in uint8 range; returns float32 NumPy.
 
-    Layers hold a seed generator (a Keras variable), so calls are serialised
-    with a lock: pipeline worker threads may call this concurrently.
+    Keras layers hold seed state (a variable) and are not safe to call from
+    several threads at once, so each pipeline worker thread gets its own set
+    of layers, seeded ``seed + 7919 * k`` for the k-th thread: augmentation
+    then runs on all cores instead of queueing behind one lock.
     """
 
     def __init__(self, preset: str = "none", seed: int = 0, size_hw: tuple[int, int] | None = None,
@@ -100,19 +102,32 @@ class Augmenter:
         self.size_hw = size_hw if preset != "none" else None
         self.soft_labels = mixes_labels(preset)
         self.resized_crop = preset == "strong"
+        self.num_classes = num_classes
         self._seed = seed
-        self._lock = threading.Lock()
-        self._layers = []
-        self._mixer = None
-        if preset != "none":
-            from portaclass.backend import on_device
+        self._local = threading.local()
+        self._threads_seen = 0
+        self._count_lock = threading.Lock()
+        self._layers()  # build now: a bad preset fails here, not in a worker thread
 
-            with on_device("cpu"):  # on a GPU machine the layers' state stays on the host too
-                self._layers = _preset_layers(preset, seed, self.size_hw)
-                if self.soft_labels and num_classes:
-                    from portaclass.data.mixing import BatchMixer
+    def _layers(self) -> tuple[list, object]:
+        """This thread's (layers, mixer), built on its first call."""
+        state = getattr(self._local, "state", None)
+        if state is None:
+            with self._count_lock:
+                seed = self._seed + 7919 * self._threads_seen
+                self._threads_seen += 1
+            layers, mixer = [], None
+            if self.preset != "none":
+                from portaclass.backend import on_device
 
-                    self._mixer = BatchMixer(num_classes, seed)
+                with on_device("cpu"):  # on a GPU machine the layers' state stays on the host
+                    layers = _preset_layers(self.preset, seed, self.size_hw)
+                    if self.soft_labels and self.num_classes:
+                        from portaclass.data.mixing import BatchMixer
+
+                        mixer = BatchMixer(self.num_classes, seed)
+            state = self._local.state = (layers, mixer)
+        return state
 
     def input_size(self, size_hw: tuple[int, int]) -> tuple[int, int]:
         """The size to decode to so the final crop yields ``size_hw``."""
@@ -122,47 +137,46 @@ class Augmenter:
 
     def crop_box(self, epoch: int, index: int) -> tuple[float, float, float, float] | None:
         """The region of image ``index`` to decode this epoch (None: all of
-        it). Drawn from (seed, epoch, index), so worker threads need no lock
+        it). Drawn from (seed, epoch, index), so it needs no per-thread state
         and a rerun with the same seed sees the same crops."""
         if not self.resized_crop:
             return None
         return resized_crop_box(np.random.default_rng([self._seed, epoch, index, 31]))
 
     def __bool__(self) -> bool:
-        return bool(self._layers)
+        return self.preset != "none"
 
     def transform_images(self, images: np.ndarray) -> np.ndarray:
         """The per-image part of the preset (no mixing): float32 NHWC."""
         x = np.asarray(images, dtype=np.float32)
-        if not self._layers:
-            return x
-        with self._lock:
-            return self._transform_images(x)
+        layers, _ = self._layers()
+        return self._transform_images(x, layers) if layers else x
 
     def __call__(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(augmented images, labels)``: with a mixing preset the labels come
         back as float32 one-hot soft labels, else unchanged."""
         x = np.asarray(images, dtype=np.float32)
-        if not self._layers:
+        layers, mixer = self._layers()
+        if not layers:
             return x, labels
-        with self._lock:
-            x = self._transform_images(x)
-            if self.soft_labels:
-                if self._mixer is None:
-                    raise UsageError(f"the {self.preset!r} preset mixes labels: "
-                                     "give Augmenter the number of classes")
-                from portaclass.backend import on_device
+        x = self._transform_images(x, layers)
+        if self.soft_labels:
+            if mixer is None:
+                raise UsageError(f"the {self.preset!r} preset mixes labels: "
+                                 "give Augmenter the number of classes")
+            from portaclass.backend import on_device
 
-                with on_device("cpu"):
-                    x, labels = self._mixer(x, labels)
-                x = np.clip(x, *VALUE_RANGE)
+            with on_device("cpu"):
+                x, labels = mixer(x, labels)
+            x = np.clip(x, *VALUE_RANGE)
         return x, labels
 
-    def _transform_images(self, x: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _transform_images(x: np.ndarray, layers: list) -> np.ndarray:
         from portaclass.backend import on_device, to_numpy
 
         with on_device("cpu"):
-            for layer in self._layers:
+            for layer in layers:
                 x = layer(x, training=True)
             out = to_numpy(x)
         return np.clip(np.asarray(out, dtype=np.float32), *VALUE_RANGE)

@@ -25,7 +25,7 @@ def one_hot(labels, num_classes: int) -> np.ndarray:
 
 class BatchMixer:
     """``(images, integer labels) -> (mixed images, soft labels)``, NHWC float
-    in, float32 NumPy out. Not thread-safe: the caller serialises."""
+    in, float32 NumPy out. One per thread (Augmenter sees to it)."""
 
     def __init__(self, num_classes: int, seed: int = 0):
         import keras

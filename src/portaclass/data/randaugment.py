@@ -115,7 +115,7 @@ class Equalize:
 class RandAugment:
     """Callable on NHWC float batches in ``value_range``; returns float32 NumPy.
 
-    Not thread-safe (the op layers hold seed state): the caller serialises.
+    One per thread (the op layers hold seed state; Augmenter sees to it).
     """
 
     def __init__(self, num_ops: int = 2, magnitude: float = DEFAULT_MAGNITUDE, seed: int = 0,
