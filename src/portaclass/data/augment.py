@@ -85,9 +85,11 @@ class Augmenter:
     """Applies a preset to NHWC batches in uint8 range; returns float32 NumPy.
 
     Keras layers hold seed state (a variable) and are not safe to call from
-    several threads at once, so each pipeline worker thread gets its own set
-    of layers, seeded ``seed + 7919 * k`` for the k-th thread: augmentation
-    then runs on all cores instead of queueing behind one lock.
+    several threads at once. Each call checks out a set of layers of its own
+    from a pool (building one, seeded ``seed + 7919 * k`` for the k-th, when
+    all are busy) and returns it after: pipeline worker threads augment in
+    parallel, and the sets are reused although Keras starts new worker
+    threads every epoch.
     """
 
     def __init__(self, preset: str = "none", seed: int = 0, size_hw: tuple[int, int] | None = None,
@@ -104,30 +106,33 @@ class Augmenter:
         self.resized_crop = preset == "strong"
         self.num_classes = num_classes
         self._seed = seed
-        self._local = threading.local()
-        self._threads_seen = 0
-        self._count_lock = threading.Lock()
-        self._layers()  # build now: a bad preset fails here, not in a worker thread
+        self._pool_lock = threading.Lock()
+        self._idle: list[tuple[list, object]] = []
+        self.layer_sets_built = 0
+        self._checkin(self._checkout())  # build one now: a bad preset fails here, not in a worker
 
-    def _layers(self) -> tuple[list, object]:
-        """This thread's (layers, mixer), built on its first call."""
-        state = getattr(self._local, "state", None)
-        if state is None:
-            with self._count_lock:
-                seed = self._seed + 7919 * self._threads_seen
-                self._threads_seen += 1
-            layers, mixer = [], None
-            if self.preset != "none":
-                from portaclass.backend import on_device
+    def _checkout(self) -> tuple[list, object]:
+        """An idle (layers, mixer) set, or a new one when all are in use."""
+        with self._pool_lock:
+            if self._idle:
+                return self._idle.pop()
+            seed = self._seed + 7919 * self.layer_sets_built
+            self.layer_sets_built += 1
+        layers, mixer = [], None
+        if self.preset != "none":
+            from portaclass.backend import on_device
 
-                with on_device("cpu"):  # on a GPU machine the layers' state stays on the host
-                    layers = _preset_layers(self.preset, seed, self.size_hw)
-                    if self.soft_labels and self.num_classes:
-                        from portaclass.data.mixing import BatchMixer
+            with on_device("cpu"):  # on a GPU machine the layers' state stays on the host
+                layers = _preset_layers(self.preset, seed, self.size_hw)
+                if self.soft_labels and self.num_classes:
+                    from portaclass.data.mixing import BatchMixer
 
-                        mixer = BatchMixer(self.num_classes, seed)
-            state = self._local.state = (layers, mixer)
-        return state
+                    mixer = BatchMixer(self.num_classes, seed)
+        return layers, mixer
+
+    def _checkin(self, layer_set: tuple[list, object]) -> None:
+        with self._pool_lock:
+            self._idle.append(layer_set)
 
     def input_size(self, size_hw: tuple[int, int]) -> tuple[int, int]:
         """The size to decode to so the final crop yields ``size_hw``."""
@@ -149,26 +154,34 @@ class Augmenter:
     def transform_images(self, images: np.ndarray) -> np.ndarray:
         """The per-image part of the preset (no mixing): float32 NHWC."""
         x = np.asarray(images, dtype=np.float32)
-        layers, _ = self._layers()
-        return self._transform_images(x, layers) if layers else x
+        if self.preset == "none":
+            return x
+        layer_set = self._checkout()
+        try:
+            return self._transform_images(x, layer_set[0])
+        finally:
+            self._checkin(layer_set)
 
     def __call__(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(augmented images, labels)``: with a mixing preset the labels come
         back as float32 one-hot soft labels, else unchanged."""
         x = np.asarray(images, dtype=np.float32)
-        layers, mixer = self._layers()
-        if not layers:
+        if self.preset == "none":
             return x, labels
-        x = self._transform_images(x, layers)
-        if self.soft_labels:
-            if mixer is None:
-                raise UsageError(f"the {self.preset!r} preset mixes labels: "
-                                 "give Augmenter the number of classes")
-            from portaclass.backend import on_device
+        if self.soft_labels and not self.num_classes:
+            raise UsageError(f"the {self.preset!r} preset mixes labels: "
+                             "give Augmenter the number of classes")
+        layers, mixer = layer_set = self._checkout()
+        try:
+            x = self._transform_images(x, layers)
+            if mixer is not None:
+                from portaclass.backend import on_device
 
-            with on_device("cpu"):
-                x, labels = mixer(x, labels)
-            x = np.clip(x, *VALUE_RANGE)
+                with on_device("cpu"):
+                    x, labels = mixer(x, labels)
+                x = np.clip(x, *VALUE_RANGE)
+        finally:
+            self._checkin(layer_set)
         return x, labels
 
     @staticmethod
