@@ -124,6 +124,23 @@ def measure(loader: str, folder: Path) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def run_rounds(script: str, args, jobs: dict[str, tuple[str, str]]) -> dict[str, list[float]]:
+    """``args.repeats`` interleaved rounds over ``jobs`` (name -> (value of
+    ``--measure``, Keras backend)), each run of ``script`` in a fresh
+    interpreter; images/s per name, in round order."""
+    results: dict[str, list[float]] = {name: [] for name in jobs}
+    for round_index in range(args.repeats):
+        for name, (what, backend) in jobs.items():
+            env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+            out = subprocess.run([sys.executable, script, "--count", str(args.count), "--cache-dir",
+                                  str(args.cache_dir), "--measure", what],
+                                 env=env, capture_output=True, text=True, check=True)
+            rate = json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"]
+            results[name].append(rate)
+            print(f"round {round_index + 1}: {name}: {rate:.1f} images/s", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000, help="number of JPEGs to write and read")
@@ -137,16 +154,7 @@ def main() -> None:
         print(json.dumps({"images_per_s": measure(args.measure, folder)}))
         return
     write_photos(folder, args.count)
-    results: dict[str, list[float]] = {name: [] for name in LOADERS}
-    for round_index in range(args.repeats):
-        for name, (loader, backend) in LOADERS.items():
-            env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-            out = subprocess.run([sys.executable, __file__, "--count", str(args.count), "--cache-dir",
-                                  str(args.cache_dir), "--measure", loader],
-                                 env=env, capture_output=True, text=True, check=True)
-            rate = json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"]
-            results[name].append(rate)
-            print(f"round {round_index + 1}: {name}: {rate:.1f} images/s", flush=True)
+    results = run_rounds(__file__, args, LOADERS)
     print(f"\n{args.count} JPEGs 500-2000 px -> {DECODE_SIZE} -> random crop {IMAGE_SIZE} + flip, "
           f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}")
     baseline = statistics.median(results["tf.data image_dataset_from_directory"])

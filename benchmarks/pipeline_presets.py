@@ -12,13 +12,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data_pipeline import BATCH_SIZE, IMAGE_SIZE, write_photos  # noqa: E402
+from data_pipeline import BATCH_SIZE, IMAGE_SIZE, run_rounds, write_photos  # noqa: E402
 
 PRESETS = ("light", "standard", "strong")
 
@@ -52,16 +51,7 @@ def main() -> None:
         return
     write_photos(folder, args.count)
     presets = args.presets.split(",")
-    results: dict[str, list[float]] = {p: [] for p in presets}
-    for round_index in range(args.repeats):
-        for preset in presets:
-            env = {**os.environ, "KERAS_BACKEND": args.backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-            out = subprocess.run([sys.executable, __file__, "--count", str(args.count), "--cache-dir",
-                                  str(args.cache_dir), "--measure", preset],
-                                 env=env, capture_output=True, text=True, check=True)
-            rate = json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"]
-            results[preset].append(rate)
-            print(f"round {round_index + 1}: {preset}: {rate:.1f} images/s", flush=True)
+    results = run_rounds(__file__, args, {p: (p, args.backend) for p in presets})
     print(f"\n{args.count} JPEGs -> {IMAGE_SIZE} px, {args.backend} backend, {os.cpu_count()} CPU cores")
     for preset, rates in results.items():
         print(f"| {preset} | {statistics.median(rates):.1f} |")
