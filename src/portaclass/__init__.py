@@ -7,8 +7,7 @@ backend on first use).
 
 from __future__ import annotations
 
-import importlib
-
+from portaclass._lazy import lazy_getattr
 from portaclass.config import active_backend, use_backend
 from portaclass.errors import (
     BackendError,
@@ -29,13 +28,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(_LAZY[name])
-        value = module if name == "backend" else getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'portaclass' has no attribute {name!r}")
+__getattr__ = lazy_getattr('portaclass', _LAZY, globals())
 
 
 __all__ = [

@@ -7,7 +7,7 @@ framework; ``make_pipeline`` imports keras (never TensorFlow under torch/JAX).
 
 from __future__ import annotations
 
-import importlib
+from portaclass._lazy import lazy_getattr
 
 _LAZY = {
     "Dataset": "portaclass.data.dataset",
@@ -36,12 +36,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'portaclass.data' has no attribute {name!r}")
+__getattr__ = lazy_getattr('portaclass.data', _LAZY, globals())
 
 
 __all__ = sorted(_LAZY)
