@@ -11,6 +11,7 @@ compiles categorical instead of sparse cross-entropy.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -134,6 +135,15 @@ class Augmenter:
         with self._pool_lock:
             self._idle.append(layer_set)
 
+    @contextmanager
+    def _borrowed(self):
+        """A (layers, mixer) set of this call's own, back in the pool after."""
+        layer_set = self._checkout()
+        try:
+            yield layer_set
+        finally:
+            self._checkin(layer_set)
+
     def input_size(self, size_hw: tuple[int, int]) -> tuple[int, int]:
         """The size to decode to so the final crop yields ``size_hw``."""
         if self.size_hw is None:
@@ -148,19 +158,13 @@ class Augmenter:
             return None
         return resized_crop_box(np.random.default_rng([self._seed, epoch, index, 31]))
 
-    def __bool__(self) -> bool:
-        return self.preset != "none"
-
     def transform_images(self, images: np.ndarray) -> np.ndarray:
         """The per-image part of the preset (no mixing): float32 NHWC."""
         x = np.asarray(images, dtype=np.float32)
         if self.preset == "none":
             return x
-        layer_set = self._checkout()
-        try:
-            return self._transform_images(x, layer_set[0])
-        finally:
-            self._checkin(layer_set)
+        with self._borrowed() as (layers, _):
+            return self._transform_images(x, layers)
 
     def __call__(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(augmented images, labels)``: with a mixing preset the labels come
@@ -171,8 +175,7 @@ class Augmenter:
         if self.soft_labels and not self.num_classes:
             raise UsageError(f"the {self.preset!r} preset mixes labels: "
                              "give Augmenter the number of classes")
-        layers, mixer = layer_set = self._checkout()
-        try:
+        with self._borrowed() as (layers, mixer):
             x = self._transform_images(x, layers)
             if mixer is not None:
                 from portaclass.backend import on_device
@@ -180,8 +183,6 @@ class Augmenter:
                 with on_device("cpu"):
                     x, labels = mixer(x, labels)
                 x = np.clip(x, *VALUE_RANGE)
-        finally:
-            self._checkin(layer_set)
         return x, labels
 
     @staticmethod

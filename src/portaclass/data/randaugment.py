@@ -130,8 +130,9 @@ class RandAugment:
         self._rng = np.random.default_rng([seed, 7919])
         self.last_ops: np.ndarray | None = None  # (num_ops, batch) op indices of the last call
 
-    def ops_for(self, channels: int) -> tuple[str, ...]:
-        return OPS if channels == 3 else tuple(op for op in OPS if op not in COLOUR_ONLY)
+    def ops_for(self, channels: int) -> np.ndarray:
+        """Indices into ``OPS`` of the ops that apply to ``channels``."""
+        return np.array([k for k, op in enumerate(OPS) if channels == 3 or op not in COLOUR_ONLY])
 
     def __call__(self, images, training: bool = True) -> np.ndarray:
         from portaclass.backend import COMPILES_PER_SHAPE
@@ -139,18 +140,18 @@ class RandAugment:
         x = np.asarray(images, dtype=np.float32)
         if not training:
             return x
-        ops = self.ops_for(x.shape[-1])
-        drawn = self._rng.integers(len(ops), size=(self.num_ops, len(x)))
+        allowed = self.ops_for(x.shape[-1])
+        drawn = allowed[self._rng.integers(len(allowed), size=(self.num_ops, len(x)))]
         for step in drawn:
             out = x.copy()
             for k in np.unique(step):
-                layer = self.layers[ops[k]]
+                layer = self.layers[OPS[k]]
                 if layer is None:
                     continue
                 rows = np.flatnonzero(step == k)
                 out[rows] = _apply(layer, x[rows], pad_to_power_of_two=COMPILES_PER_SHAPE)
             x = np.clip(out, *self.value_range)
-        self.last_ops = np.array([[OPS.index(ops[k]) for k in step] for step in drawn])
+        self.last_ops = drawn
         return x
 
 

@@ -7,7 +7,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from portaclass.data.loading import BUILTINS
 from portaclass.errors import UsageError
+from portaclass.models.transfer import BATCHNORM_MODES
 
 
 @dataclass
@@ -58,7 +60,7 @@ class TrainOptions:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.backbone and not Path(self.backbone).is_file():
             raise UsageError(f"--backbone {self.backbone}: no such model file")
-        if self.data not in ("digits", "shapes", "cifar10") and not Path(self.data).expanduser().exists():
+        if self.data not in BUILTINS and not Path(self.data).expanduser().exists():
             raise UsageError(f"--data {self.data}: no such folder or file "
                              "(or use a built-in: digits, shapes, cifar10)")
         # Fail on names before any data is scanned or model built.
@@ -69,8 +71,9 @@ class TrainOptions:
             raise UsageError(f"unknown --augment preset {self.augment!r}; choose one of {', '.join(PRESETS)}")
         if not self.backbone:
             get_spec(self.model)
-        if self.base_batchnorm not in ("frozen", "adapt"):
-            raise UsageError(f"unknown --base-batchnorm {self.base_batchnorm!r}; choose frozen or adapt")
+        if self.base_batchnorm not in BATCHNORM_MODES:
+            raise UsageError(f"unknown --base-batchnorm {self.base_batchnorm!r}; "
+                             f"choose {' or '.join(BATCHNORM_MODES)}")
 
 
 @dataclass
@@ -82,7 +85,7 @@ class TrainResult:
 
 
 def _dataset_label(data: str) -> str:
-    if data in ("digits", "shapes", "cifar10"):
+    if data in BUILTINS:
         return data
     return Path(data).name or "data"
 
