@@ -16,9 +16,9 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
+
+from portaclass.backend_process import run_script_json
 
 BATCH = 32
 SIZE = 224
@@ -86,11 +86,9 @@ def main() -> None:
     backends = args.backends.split(",")
     results = {}
     for backend in backends:
-        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        out = subprocess.run([sys.executable, __file__, "--measure", "--batches", str(args.batches),
-                              "--warmup", str(args.warmup)],
-                             env=env, capture_output=True, text=True, check=True)
-        results[backend] = json.loads(out.stdout.strip().splitlines()[-1])
+        results[backend] = run_script_json(
+            [__file__, "--measure", "--batches", str(args.batches), "--warmup", str(args.warmup)],
+            backend, TF_CPP_MIN_LOG_LEVEL="3")
         print(f"{backend}: done", flush=True)
     print(f"\nseconds per batch of {BATCH} ({SIZE} px), median of {args.batches}; "
           f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}")

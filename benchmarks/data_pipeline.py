@@ -18,8 +18,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -64,7 +62,7 @@ def setup_portaclass(folder: Path):
     from portaclass.data import from_directory, make_pipeline
 
     dataset = from_directory(folder, val_split=0, test_split=0, cache_dir=folder.parent / "scan-cache")
-    pipeline = make_pipeline(dataset.train, BATCH_SIZE, None, IMAGE_SIZE, augment="light")
+    pipeline = make_pipeline(dataset.train, BATCH_SIZE, image_size=IMAGE_SIZE, augment="light")
     # The adapter model.fit uses: worker threads, prefetch queue.
     adapter = PyDatasetAdapter(pipeline, shuffle=False)
 
@@ -126,19 +124,13 @@ def measure(loader: str, folder: Path) -> float:
 
 def run_rounds(script: str, args, jobs: dict[str, tuple[str, str]]) -> dict[str, list[float]]:
     """``args.repeats`` interleaved rounds over ``jobs`` (name -> (value of
-    ``--measure``, Keras backend)), each run of ``script`` in a fresh
-    interpreter; images/s per name, in round order."""
-    results: dict[str, list[float]] = {name: [] for name in jobs}
-    for round_index in range(args.repeats):
-        for name, (what, backend) in jobs.items():
-            env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-            out = subprocess.run([sys.executable, script, "--count", str(args.count), "--cache-dir",
-                                  str(args.cache_dir), "--measure", what],
-                                 env=env, capture_output=True, text=True, check=True)
-            rate = json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"]
-            results[name].append(rate)
-            print(f"round {round_index + 1}: {name}: {rate:.1f} images/s", flush=True)
-    return results
+    ``--measure``, Keras backend)); images/s per name, in round order."""
+    from portaclass.backend_process import interleaved_rounds
+
+    runs = {name: (["--measure", what], backend) for name, (what, backend) in jobs.items()}
+    results = interleaved_rounds(script, ["--count", str(args.count), "--cache-dir", str(args.cache_dir)],
+                                 runs, args.repeats, report=lambda line: print(line, flush=True))
+    return {name: [r["images_per_s"] for r in rates] for name, rates in results.items()}
 
 
 def main() -> None:

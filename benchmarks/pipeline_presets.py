@@ -12,12 +12,11 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from data_pipeline import BATCH_SIZE, IMAGE_SIZE, run_rounds, write_photos  # noqa: E402
+# benchmarks/ is sys.path[0] when this script runs
+from data_pipeline import BATCH_SIZE, IMAGE_SIZE, run_rounds, write_photos
 
 PRESETS = ("light", "standard", "strong")
 
@@ -28,7 +27,7 @@ def measure(folder: Path, preset: str) -> float:
     from portaclass.data import from_directory, make_pipeline
 
     dataset = from_directory(folder, val_split=0, test_split=0, cache_dir=folder.parent / "scan-cache")
-    pipeline = make_pipeline(dataset.train, BATCH_SIZE, None, IMAGE_SIZE, augment=preset)
+    pipeline = make_pipeline(dataset.train, BATCH_SIZE, image_size=IMAGE_SIZE, augment=preset)
     adapter = PyDatasetAdapter(pipeline, shuffle=False)  # what model.fit uses
     start = time.perf_counter()
     seen = sum(len(y) for _, y in adapter.get_numpy_iterator())

@@ -44,8 +44,7 @@ def main() -> None:
     portaclass.use_backend(args.backend)
     from portaclass import layout
     from portaclass.data import load_dataset, make_pipeline
-    from portaclass.models import Preprocessing, create_model
-    from portaclass.models.transfer import build_transfer_model, unfreeze
+    from portaclass.models import Preprocessing, build_transfer_model, create_model, unfreeze
     from portaclass.train.fit import compile_classifier
     from portaclass.train.runner import TrainOptions, run_training
 
@@ -62,7 +61,8 @@ def main() -> None:
     cf = layout.data_format() == layout.CHANNELS_FIRST
 
     def pipe(split, train, seed):
-        return make_pipeline(split, 16, prep, 32, 3, shuffle=train, seed=seed, channels_first=cf)
+        return make_pipeline(split, 16, preprocessing=prep, image_size=32, channels=3, shuffle=train,
+                             seed=seed, channels_first=cf)
 
     results: dict[str, list[float]] = {}
     for seed in range(args.seeds):

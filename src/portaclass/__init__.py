@@ -14,6 +14,7 @@ from portaclass.errors import (
     DataError,
     ModelFileError,
     PortaclassError,
+    RunError,
     UsageError,
 )
 
@@ -24,6 +25,9 @@ _LAZY = {
     "create_model": "portaclass.models",
     "list_models": "portaclass.models",
     "run_quickstart": "portaclass.train.quickstart",
+    "run_training": "portaclass.train.runner",
+    "TrainOptions": "portaclass.train.options",
+    "Run": "portaclass.run",
     "backend": "portaclass.backend",
 }
 
@@ -36,6 +40,7 @@ __all__ = [
     "DataError",
     "ModelFileError",
     "PortaclassError",
+    "RunError",
     "UsageError",
     "active_backend",
     "use_backend",

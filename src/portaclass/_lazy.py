@@ -1,16 +1,60 @@
-"""Lazy package attributes (PEP 562), so ``import portaclass`` and
-``import portaclass.data`` import no framework until a name is used."""
+"""Lazy handles, so ``import portaclass`` (and any portaclass module) imports
+no framework until one is used.
+
+``keras`` and ``backend`` here are module proxies: the first attribute access
+resolves the Keras backend (``config.active_backend``, which sets
+``KERAS_BACKEND``) and only then imports the real module. Every portaclass
+module takes keras from here (``from portaclass._lazy import keras``) at the
+top of the file, so "the backend is chosen before keras loads" holds by
+construction rather than by remembering to import inside functions (Keras'
+own ``keras/src/utils/module_utils.LazyModule`` idea).
+"""
 
 from __future__ import annotations
 
 import importlib
 
+from portaclass import config
+
+_MODULE_DUNDERS = ("__version__", "__file__", "__path__", "__spec__", "__all__", "__dict__")
+
+
+class LazyModule:
+    """A module imported on first attribute access, after the backend is chosen."""
+
+    def __init__(self, name: str):
+        self._name = name
+        self._module = None
+
+    def _load(self):
+        if self._module is None:
+            config.active_backend()
+            self._module = importlib.import_module(self._name)
+        return self._module
+
+    @property
+    def loaded(self) -> bool:
+        return self._module is not None
+
+    def __getattr__(self, attr: str):
+        if self._module is None and attr.startswith("__") and attr not in _MODULE_DUNDERS:
+            # copy, pickle and inspect probe objects for dunders: not a reason to import keras
+            raise AttributeError(attr)
+        return getattr(self._load(), attr)
+
+    def __repr__(self) -> str:
+        return f"<lazy module {self._name!r}{' (loaded)' if self.loaded else ''}>"
+
+
+keras = LazyModule("keras")
+backend = LazyModule("portaclass.backend")
+
 
 def lazy_getattr(package: str, table: dict[str, str], namespace: dict):
-    """A module ``__getattr__`` resolving ``table`` (name -> module defining
-    it) on first access and caching the value in ``namespace``. A name equal to
-    its module's last component (``"backend": "portaclass.backend"``) is the
-    module itself."""
+    """A module ``__getattr__`` (PEP 562) resolving ``table`` (name -> module
+    defining it) on first access and caching the value in ``namespace``. A
+    name equal to its module's last component (``"backend":
+    "portaclass.backend"``) is the module itself."""
 
     def __getattr__(name: str):
         if name not in table:

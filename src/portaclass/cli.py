@@ -1,23 +1,32 @@
 """The ``portaclass`` command line: thin Typer commands over library calls.
 
-Nothing here imports a framework at module level, so ``portaclass --help``
-stays fast; each command picks the backend first, then imports what it needs.
+``portaclass train``'s flags are built from ``TrainOptions``' fields (their
+defaults and help texts), so no default is stated twice. Library modules are
+imported inside the commands: they load NumPy and Pillow (never a framework:
+keras is behind ``portaclass._lazy``), which ``portaclass --help`` need not wait for.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import os
 import sys
+import typing
 from typing import Annotated
 
 import typer
 
-from portaclass.errors import PortaclassError
+from portaclass import config
+from portaclass._lazy import backend as active_backend
+from portaclass.errors import PortaclassError, UsageError
+from portaclass.train.options import TrainOptions, cli_fields, flag_of
 
 app = typer.Typer(
     name="portaclass",
-    help="Train, evaluate, export and benchmark image classifiers on TensorFlow, PyTorch or JAX.",
+    help="Train image classifiers on TensorFlow, PyTorch or JAX with one code path; "
+    "preview augmentation, list models and devices.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -39,7 +48,9 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the
 
 
 def handle_errors(command):
-    """Report PortaclassErrors as one line on stderr with exit code 2."""
+    """Report PortaclassErrors as one line on stderr with exit code 2; a bad
+    option value names the flag (``--lr``) where the library names the
+    argument (``learning_rate``)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -49,7 +60,10 @@ def handle_errors(command):
         except PortaclassError as error:
             if debug:
                 raise
-            typer.echo(f"error: {error}", err=True)
+            message = str(error)
+            if isinstance(error, UsageError) and error.option:
+                message = error.with_flag(flag_of(error.option))
+            typer.echo(f"error: {message}", err=True)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -58,9 +72,33 @@ def handle_errors(command):
     return wrapper
 
 
-def choose_backend(name: str | None) -> str:
-    from portaclass import config
+def options_from(option_fields, *common: inspect.Parameter):
+    """Give a ``**kwargs`` command the flags of dataclass ``option_fields``
+    (type, default and help from each field) plus ``common`` parameters:
+    Typer reads the signature this sets (Lightning builds its CLI from
+    signatures the same way)."""
 
+    def decorate(command):
+        hints = typing.get_type_hints(TrainOptions)
+        parameters = []
+        for f in option_fields:
+            names = [f.metadata["flag"]] if f.metadata.get("flag") else []
+            default = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+            annotation = Annotated[hints[f.name], typer.Option(*names, help=f.metadata["help"])]
+            parameters.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                                default=default, annotation=annotation))
+        command.__signature__ = inspect.Signature([*parameters, *common])
+        return command
+
+    return decorate
+
+
+def _common(name: str, annotation, default) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=annotation)
+
+
+def choose_backend(name: str | None) -> str:
     return config.use_backend(None if name in (None, "") else name)
 
 
@@ -69,7 +107,7 @@ def choose_backend(name: str | None) -> str:
 def quickstart(
     backend: BackendOption = "",
     out: Annotated[
-        str | None, typer.Option(help="Run directory (default: runs/quickstart-<timestamp>).")
+        str | None, typer.Option(help="Run folder (default: runs/quickstart-<timestamp>).")
     ] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12,
     quiet: QuietOption = False,
@@ -79,68 +117,26 @@ def quickstart(
     choose_backend(backend)
     from portaclass.train.quickstart import run_quickstart
 
-    result = run_quickstart(out=out, epochs=epochs, quiet=quiet)
-    typer.echo(
-        f"{result.backend}: held-out accuracy {result.accuracy:.2%} in {result.seconds:.1f} s "
-        f"-> {result.run_dir}"
-    )
+    result = run_quickstart(epochs=epochs, out=out, quiet=quiet, log=typer.echo)
+    typer.echo(f"{result.backend}: held-out accuracy {result.accuracy:.2%} in {result.seconds:.1f} s "
+               f"-> {result.run_dir}")
 
 
 @app.command()
 @handle_errors
-def train(
-    data: Annotated[str, typer.Option(help="A folder of class folders, digits, shapes, cifar10, or a CIFAR-10 archive.")],
-    model: Annotated[str, typer.Option(help="Model name (see `portaclass models`).")] = "simple_cnn",
-    image_size: Annotated[
-        int | None, typer.Option(help="Square input size in pixels (default: the model's).")
-    ] = None,
-    channels: Annotated[int, typer.Option(help="Image channels: 3 (RGB) or 1 (grayscale).")] = 3,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
-    epochs: Annotated[int, typer.Option(help="Training epochs (phase 1 for transfer runs).")] = 10,
-    lr: Annotated[float, typer.Option(help="Learning rate (Adam).")] = 1e-3,
-    augment: Annotated[str, typer.Option(help="Augmentation preset: none, light, standard, strong.")] = "none",
-    resize: Annotated[str, typer.Option(help="Resize mode: plain, crop (to aspect) or pad (to aspect).")] = "plain",
-    val_split: Annotated[float, typer.Option(help="Share of each class held out for validation.")] = 0.2,
-    test_split: Annotated[float, typer.Option(help="Share of each class held out for the final test.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed for splits, shuffling, augmentation and initial weights.")] = 0,
-    max_image_pixels: Annotated[
-        int | None, typer.Option(help="Skip images with more pixels than this (decompression bombs; default ~89 Mpx).")
-    ] = None,
-    weights: Annotated[
-        str | None, typer.Option(help="Pretrained weights: imagenet, or a local .h5/.weights.h5/.keras file.")
-    ] = None,
-    backbone: Annotated[
-        str | None, typer.Option(help="Transfer from an earlier run's model.keras (any backend).")
-    ] = None,
-    freeze_base: Annotated[bool, typer.Option(help="Train only the new head on a frozen base.")] = False,
-    fine_tune_epochs: Annotated[int, typer.Option(help="Epochs of a second phase with the base unfrozen.")] = 0,
-    unfreeze: Annotated[str, typer.Option(help="What phase 2 unfreezes: all, top:K or from:LAYER_NAME.")] = "all",
-    fine_tune_lr: Annotated[float, typer.Option(help="Learning rate of phase 2.")] = 1e-5,
-    base_batchnorm: Annotated[
-        str,
-        typer.Option(help="Base BatchNorm in transfer runs: frozen (inference mode, the Keras guide's "
-                     "rule for ImageNet bases) or adapt (re-estimated on your data in phase 2)."),
-    ] = "frozen",
-    out: Annotated[str | None, typer.Option(help="Run directory (default: runs/<model>-<data>-<timestamp>).")] = None,
-    backend: BackendOption = "",
-    quiet: QuietOption = False,
-    debug: DebugOption = False,
-):
+@options_from(cli_fields(), _common("backend", BackendOption, ""),
+              _common("quiet", QuietOption, False), _common("debug", DebugOption, False))
+def train(*, backend: str = "", quiet: bool = False, debug: bool = False, **options):
     """Train a classifier on a folder of images or a built-in dataset."""
     choose_backend(backend)
-    from portaclass.train.runner import TrainOptions, run_training
+    from portaclass.train.runner import run_training
 
-    options = TrainOptions(
-        data=data, model=model, image_size=image_size, channels=channels, batch_size=batch_size,
-        epochs=epochs, learning_rate=lr, augment=augment, resize=resize, val_split=val_split,
-        test_split=test_split, seed=seed, max_image_pixels=max_image_pixels, out=out, quiet=quiet, weights=weights, backbone=backbone,
-        freeze_base=freeze_base, fine_tune_epochs=fine_tune_epochs, unfreeze=unfreeze,
-        fine_tune_lr=fine_tune_lr, base_batchnorm=base_batchnorm,
-    )
-    result = run_training(options, log=(lambda _line: None) if quiet else typer.echo)
-    accuracy = result.metrics.get("accuracy")
-    scored = f"{result.metrics['scored_on']} accuracy {accuracy:.2%}" if accuracy is not None else "no held-out split"
-    typer.echo(f"{result.backend}: {scored} in {result.metrics['seconds']:.1f} s -> {result.run_dir}")
+    result = run_training(TrainOptions(**options, quiet=quiet),
+                          log=(lambda _line: None) if quiet else typer.echo)
+    accuracy = result.accuracy
+    scored = (f"{result.metrics['scored_on']} accuracy {accuracy:.2%}" if accuracy is not None
+              else "no held-out split")
+    typer.echo(f"{result.backend}: {scored} in {result.seconds:.1f} s -> {result.run_dir}")
 
 
 @app.command()
@@ -159,7 +155,7 @@ def preview(
     choose_backend(backend)
     from portaclass.report.preview import write_preview
 
-    path = write_preview(data, out=out, augment=augment, n=count, image_size=image_size, seed=seed)
+    path = write_preview(data, out=out, augment=augment, count=count, image_size=image_size, seed=seed)
     typer.echo(f"wrote {path}")
 
 
@@ -181,11 +177,9 @@ def models_command(debug: DebugOption = False):
 def devices(backend: BackendOption = "", debug: DebugOption = False):
     """List the devices the chosen backend can use."""
     choose_backend(backend)
-    from portaclass import backend as be
-
-    for device in be.list_devices():
+    for device in active_backend.list_devices():
         memory = f"{device.memory_bytes / 2**30:.1f} GiB" if device.memory_bytes else "-"
-        typer.echo(f"{be.NAME}\t{device.spec}\t{device.name}\t{memory}")
+        typer.echo(f"{active_backend.NAME}\t{device.spec}\t{device.name}\t{memory}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,10 +31,6 @@ def is_installed(backend: str) -> bool:
     return importlib.util.find_spec(_MODULE_OF[backend]) is not None
 
 
-def installed_backends() -> list[str]:
-    return [b for b in BACKENDS if is_installed(b)]
-
-
 def _loaded_keras_backend() -> str | None:
     """The backend of an already imported keras, or None if keras is not loaded."""
     if "keras" not in sys.modules:

@@ -14,7 +14,28 @@ class PortaclassError(Exception):
 
 
 class UsageError(PortaclassError):
-    """A bad option or argument value."""
+    """A bad option or argument value.
+
+    ``option`` names the Python argument at fault (``learning_rate``); the
+    message starts with it in backticks, and the CLI swaps that for the flag
+    (``--lr``) so each layer speaks its own terms.
+    """
+
+    def __init__(self, message: str, option: str | None = None):
+        super().__init__(message)
+        self.option = option
+
+    @classmethod
+    def for_option(cls, option: str, problem: str) -> UsageError:
+        """``UsageError.for_option("augment", "must be ...")`` -> "`augment` must be ..."."""
+        return cls(f"`{option}` {problem}", option=option)
+
+    def with_flag(self, flag: str) -> str:
+        """The message with the argument name replaced by a CLI flag."""
+        text = str(self)
+        if self.option and text.startswith(f"`{self.option}`"):
+            return flag + text[len(self.option) + 2:]
+        return text
 
 
 class DataError(PortaclassError):
@@ -27,3 +48,7 @@ class BackendError(PortaclassError):
 
 class ModelFileError(PortaclassError):
     """A model or weights file that is missing or cannot be loaded."""
+
+
+class RunError(PortaclassError):
+    """A run folder that cannot be read: not a run, a newer schema, or incomplete."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from portaclass._lazy import keras
 from portaclass.errors import UsageError
 
 CHANNELS_LAST = "channels_last"
@@ -13,8 +14,6 @@ CHANNELS_FIRST = "channels_first"
 
 
 def data_format() -> str:
-    import keras
-
     return keras.config.image_data_format()
 
 

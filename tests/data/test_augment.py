@@ -104,7 +104,7 @@ def test_strong_pipeline_on_arrays_crops_and_keeps_the_shape():
 
     x = random_images(n=12, size=20)
     dataset = from_arrays(x, np.arange(12) % 3, ["a", "b", "c"], val_split=0, test_split=0)
-    batch, labels = make_pipeline(dataset.train, 6, None, 16, augment="strong", seed=2)[0]
+    batch, labels = make_pipeline(dataset.train, 6, image_size=16, augment="strong", seed=2)[0]
     assert batch.shape == (6, 16, 16, 3) and labels.shape == (6, 3)
 
 

@@ -49,7 +49,7 @@ def test_builtin_specs_load(tmp_path):
     assert len(digits.train) + len(digits.val) + len(digits.test) == 1797
     shapes = load_dataset("shapes", 32, channels=1)
     assert shapes.train.images.shape[1:] == (32, 32, 1) and shapes.channels == 1
-    x, y = make_pipeline(shapes.train, 16, None, 32, channels=1)[0]
+    x, y = make_pipeline(shapes.train, 16, image_size=32, channels=1)[0]
     assert x.shape == (16, 32, 32, 1)
 
 
@@ -108,7 +108,7 @@ def test_preview_writes_a_titled_grid(tmp_path, shapes_dir, spec):
     from portaclass.report.preview import write_preview
 
     out = write_preview(str(shapes_dir) if spec == "folder" else "shapes", out=tmp_path / "grid.png",
-                        augment="standard", n=6, image_size=32, cache_dir=tmp_path / "c")
+                        augment="standard", count=6, image_size=32, cache_dir=tmp_path / "c")
     assert out == tmp_path / "grid.png"
     image = Image.open(out)
     assert image.size[0] > 200 and image.size[1] > 150

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from portaclass.data import from_directory, load_dataset, load_split_files, read_split_list
+from portaclass.data import (
+    from_directory,
+    load_dataset,
+    load_split_files,
+    read_split_list,
+    write_run_files,
+)
 from portaclass.errors import DataError
 from tests.data.conftest import SMALL_PIXEL_LIMIT, solid
 
@@ -100,7 +106,7 @@ def test_hostile_files_are_skipped_and_listed(hostile_dir, tmp_path):
         assert reasons[f"cats/{name}"].startswith(reason)
     assert "4 unreadable files skipped" in dataset.summary()
     run_dir = tmp_path / "run"
-    dataset.write_run_files(run_dir)
+    write_run_files(dataset, run_dir)
     with open(run_dir / "skipped.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["path", "reason"] and {r[0] for r in rows[1:]} == set(reasons)
@@ -156,7 +162,7 @@ def test_split_leaving_a_class_without_training_image_is_an_error(tmp_path):
 def test_split_lists_round_trip_through_the_run_dir(shapes_dir, tmp_path):
     dataset = from_directory(shapes_dir, cache_dir=tmp_path / "c")
     run_dir = tmp_path / "run"
-    dataset.write_run_files(run_dir)
+    write_run_files(dataset, run_dir)
     rows = read_split_list(run_dir, "test")
     assert rows[0][0].count("/") == 1 and not rows[0][0].startswith("/")  # relative to the root
     test = load_split_files(run_dir, "test")

@@ -12,6 +12,7 @@ from portaclass.data import (
     from_arrays,
     from_directory,
     make_pipeline,
+    write_run_files,
 )
 from portaclass.errors import UsageError
 from portaclass.models import Preprocessing
@@ -24,7 +25,7 @@ def folder_dataset(shapes_dir, tmp_path):
 
 
 def test_file_batches_have_shape_dtype_and_labels(folder_dataset):
-    pipeline = make_pipeline(folder_dataset.train, 7, None, 24)
+    pipeline = make_pipeline(folder_dataset.train, 7, image_size=24)
     assert len(pipeline) == 5  # 32 images / 7 per batch, rounded up
     x, y = pipeline[0]
     assert x.shape == (7, 24, 24, 3) and x.dtype == np.float32
@@ -37,7 +38,7 @@ def test_file_batches_have_shape_dtype_and_labels(folder_dataset):
 
 def test_channels_first_grayscale_and_model_normalisation(folder_dataset):
     prep = Preprocessing(scale=1 / 127.5, offset=-1.0, mean=(0.5,), std=(2.0,))
-    x, _ = make_pipeline(folder_dataset.train, 4, prep, (20, 28), channels=1, channels_first=True)[0]
+    x, _ = make_pipeline(folder_dataset.train, 4, preprocessing=prep, image_size=(20, 28), channels=1, channels_first=True)[0]
     assert x.shape == (4, 1, 20, 28)
     assert x.min() >= (-1 - 0.5) / 2 - 1e-6 and x.max() <= (1 - 0.5) / 2 + 1e-6
 
@@ -46,8 +47,8 @@ def test_shuffle_is_seeded_and_changes_each_epoch(folder_dataset):
     def labels_of_epoch(pipeline):
         return np.concatenate([pipeline[i][1] for i in range(len(pipeline))])
 
-    a = make_pipeline(folder_dataset.train, 8, None, 16, seed=1)
-    b = make_pipeline(folder_dataset.train, 8, None, 16, seed=1)
+    a = make_pipeline(folder_dataset.train, 8, image_size=16, seed=1)
+    b = make_pipeline(folder_dataset.train, 8, image_size=16, seed=1)
     first = labels_of_epoch(a)
     assert np.array_equal(first, labels_of_epoch(b))
     a.on_epoch_end()
@@ -55,20 +56,21 @@ def test_shuffle_is_seeded_and_changes_each_epoch(folder_dataset):
     second = labels_of_epoch(a)
     assert np.array_equal(second, labels_of_epoch(b))
     assert not np.array_equal(first, second)
-    fixed = make_pipeline(folder_dataset.train, 8, None, 16, shuffle=False)
+    fixed = make_pipeline(folder_dataset.train, 8, image_size=16, shuffle=False)
     assert np.array_equal(labels_of_epoch(fixed), folder_dataset.train.labels)
 
 
 def test_file_broken_after_the_scan_is_substituted_and_recorded(folder_dataset, tmp_path):
     broken = folder_dataset.train.paths[0]
     broken.write_bytes(b"")  # the file changes after the pre-pass
-    pipeline = make_pipeline(folder_dataset.train, 32, None, 16, shuffle=False)
+    pipeline = make_pipeline(folder_dataset.train, 32, image_size=16, shuffle=False)
     x, y = pipeline[0]
     assert x.shape == (32, 16, 16, 3) and len(y) == 32
     assert len(pipeline.decode_failures) == 1
     rel, reason = pipeline.decode_failures[0]
     assert rel == broken.relative_to(folder_dataset.root).as_posix() and "empty" in reason
-    folder_dataset.write_run_files(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    write_run_files(folder_dataset, tmp_path / "run")
     assert append_decode_failures(tmp_path / "run", pipeline.decode_failures) == 1
     assert append_decode_failures(tmp_path / "run", pipeline.decode_failures) == 0  # once each
     lines = (tmp_path / "run" / "skipped.csv").read_text().splitlines()
@@ -81,10 +83,10 @@ def test_arrays_go_through_the_same_pipeline():
     y = np.repeat([0, 1, 2], 10)
     dataset = from_arrays(x, y, ["a", "b", "c"], val_split=0.2, test_split=0.1, seed=0)
     assert (len(dataset.train), len(dataset.val), len(dataset.test)) == (21, 6, 3)
-    batch, labels = make_pipeline(dataset.train, 5, None, 24, channels=3, shuffle=False)[0]
+    batch, labels = make_pipeline(dataset.train, 5, image_size=24, channels=3, shuffle=False)[0]
     assert batch.shape == (5, 24, 24, 3)
     assert np.array_equal(labels, dataset.train.labels[:5])
-    same_size, _ = make_pipeline(dataset.train, 5, None, 12, channels=1, shuffle=False)[0]
+    same_size, _ = make_pipeline(dataset.train, 5, image_size=12, channels=1, shuffle=False)[0]
     np.testing.assert_allclose(same_size, dataset.train.images[:5] / 255.0, atol=1e-6)
     with pytest.raises(UsageError, match="uint8"):
         from_arrays(x.astype(np.float32), y, ["a", "b", "c"])
@@ -92,12 +94,12 @@ def test_arrays_go_through_the_same_pipeline():
 
 def test_strong_preset_yields_soft_labels_and_validation_can_match(folder_dataset):
     classes = len(folder_dataset.class_names)
-    train = make_pipeline(folder_dataset.train, 8, None, 24, augment="strong", seed=1)
+    train = make_pipeline(folder_dataset.train, 8, image_size=24, augment="strong", seed=1)
     x, y = train[0]
     assert train.soft_labels and x.shape == (8, 24, 24, 3) and 0 <= x.min() and x.max() <= 1
     assert y.shape == (8, classes) and y.dtype == np.float32
     np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-5)
-    val = make_pipeline(folder_dataset.val, 8, None, 24, one_hot=True, shuffle=False)
+    val = make_pipeline(folder_dataset.val, 8, image_size=24, one_hot=True, shuffle=False)
     _, y_val = val[0]
     expected = np.eye(classes)[folder_dataset.val.labels[: len(y_val)]]
     np.testing.assert_array_equal(y_val, expected)
@@ -105,7 +107,7 @@ def test_strong_preset_yields_soft_labels_and_validation_can_match(folder_datase
 
 def test_augmented_pipeline_on_grayscale(folder_dataset):
     for preset in ("standard", "strong"):
-        pipeline = make_pipeline(folder_dataset.train, 4, None, 32, channels=1, augment=preset)
+        pipeline = make_pipeline(folder_dataset.train, 4, image_size=32, channels=1, augment=preset)
         x, _ = pipeline[0]
         assert x.shape == (4, 32, 32, 1) and 0 <= x.min() and x.max() <= 1
         assert pipeline.soft_labels is (preset == "strong")
@@ -113,20 +115,23 @@ def test_augmented_pipeline_on_grayscale(folder_dataset):
 
 def test_unknown_preset_and_resize_are_usage_errors(folder_dataset):
     with pytest.raises(UsageError, match="'heavy'"):
-        make_pipeline(folder_dataset.train, 4, None, 32, augment="heavy")
+        make_pipeline(folder_dataset.train, 4, image_size=32, augment="heavy")
     with pytest.raises(UsageError, match="'stretch'"):
-        make_pipeline(folder_dataset.train, 4, None, 32, resize="stretch")
+        make_pipeline(folder_dataset.train, 4, image_size=32, resize="stretch")
 
 
 def test_pipeline_trains_a_keras_model(folder_dataset):
     import keras
 
-    pipeline = make_pipeline(folder_dataset.train, 8, None, 16, augment="light")
+    pipeline = make_pipeline(folder_dataset.train, 8, image_size=16, augment="light")
+    keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(), keras.layers.Dense(4)])
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    history = model.fit(pipeline, epochs=2, verbose=0)
-    assert len(history.history["loss"]) == 2
-    assert pipeline.epoch >= 1  # Keras called on_epoch_end: the next epoch is reshuffled
+    model.compile(keras.optimizers.Adam(0.01),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    history = model.fit(pipeline, epochs=6, verbose=0).history
+    # 32 images and 768 weights per class: a model fed real batches memorises them
+    assert len(history["loss"]) == 6 and history["loss"][-1] < 0.7 * history["loss"][0]
+    assert pipeline.epoch >= 5  # Keras called on_epoch_end: every epoch was reshuffled
 
 
 def test_no_tensorflow_import_under_torch_or_jax(backend_name, shapes_dir, tmp_path):
@@ -136,11 +141,11 @@ def test_no_tensorflow_import_under_torch_or_jax(backend_name, shapes_dir, tmp_p
         import sys
         from portaclass.data import load_dataset, make_pipeline
         ds = load_dataset({str(shapes_dir)!r}, 16, cache_dir={str(tmp_path / 'c')!r})
-        pipeline = make_pipeline(ds.train, 8, None, 16, augment="strong")
+        pipeline = make_pipeline(ds.train, 8, image_size=16, augment="strong")
         for i in range(len(pipeline)):
             x, y = pipeline[i]
         arrays = load_dataset("shapes", 16)
-        make_pipeline(arrays.train, 8, None, 16)[0]
+        make_pipeline(arrays.train, 8, image_size=16)[0]
         print("TF_LOADED" if "tensorflow" in sys.modules else "TF_ABSENT")
     """
     result = run_python(code, backend_name, timeout=240)

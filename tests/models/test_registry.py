@@ -38,9 +38,45 @@ def test_list_models_has_the_issue_models():
     assert "resnet18" in list_models(pretrained=False)
 
 
-def test_quickstart_call_still_works():
+def test_grayscale_model_takes_one_channel_and_gives_class_probabilities():
+    from portaclass.layout import model_input_shape
+
     model = create_model("simple_cnn", 10, (32, 32, 1), seed=0)
-    assert tuple(model.output.shape) == (None, 10)
+    assert tuple(model.input.shape[1:]) == model_input_shape((32, 32, 1))
+    x = np.random.default_rng(0).uniform(0, 1, (4, *model.input.shape[1:])).astype("float32")
+    probs = to_numpy(model.predict(x, verbose=0))
+    assert probs.shape == (4, 10) and (probs >= 0).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    # the seed fixes the function, not just the shapes
+    again = to_numpy(create_model("simple_cnn", 10, (32, 32, 1), seed=0).predict(x, verbose=0))
+    np.testing.assert_allclose(again, probs, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_builds_at_its_declared_minimum_input_size(name, built):
+    from portaclass.layout import model_input_shape
+
+    low_h, low_w = get_spec(name).preprocessing.min_input_size
+    smallest = (low_h, low_w, 3)
+    model = built(name) if smallest == TEST_SHAPE else create_model(name, NUM_CLASSES, smallest, seed=0)
+    x = np.zeros((2, *model_input_shape((low_h, low_w, 3))), "float32")
+    assert model.predict(x, verbose=0).shape == (2, NUM_CLASSES)
+    with pytest.raises(UsageError, match="at least"):
+        create_model(name, NUM_CLASSES, (low_h - 1, low_w, 3))
+
+
+def test_classifier_layer_computes_in_float32_under_mixed_precision():
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = create_model("simple_cnn", NUM_CLASSES, TEST_SHAPE, seed=0)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.get_layer("block1_conv").compute_dtype == "float16"
+    assert model.get_layer("predictions").compute_dtype == "float32"
+    assert keras.backend.standardize_dtype(model.output.dtype) == "float32"
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -127,7 +163,7 @@ def test_channels_first_input_accepted(name, built):
 
 
 def test_unknown_model_names_the_choices():
-    with pytest.raises(UsageError, match="unknown model 'nope'.*resnet18"):
+    with pytest.raises(UsageError, match="`model` must be one of .*resnet18.*received 'nope'"):
         create_model("nope", 3)
 
 

@@ -8,8 +8,7 @@ import pytest
 
 from portaclass.backend import to_numpy
 from portaclass.errors import ModelFileError, UsageError
-from portaclass.models import create_model
-from portaclass.models.transfer import build_transfer_model, unfreeze
+from portaclass.models import build_transfer_model, create_model, unfreeze
 
 from .conftest import TEST_SHAPE
 

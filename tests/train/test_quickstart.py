@@ -1,15 +1,15 @@
-"""The quickstart: the run directory it writes, and the accuracy it promises."""
+"""The quickstart: a train run with fixed options, the accuracy it promises,
+and a run folder like any other run's."""
 
 from __future__ import annotations
-
-import csv
-import json
 
 import keras
 import numpy as np
 import pytest
 
-from portaclass.train.quickstart import run_quickstart
+from portaclass.layout import to_model_layout
+from portaclass.run import Run
+from portaclass.train.quickstart import QUICKSTART_EPOCHS, run_quickstart
 from tests.helpers import run_cli
 
 
@@ -24,37 +24,33 @@ def test_quickstart_reaches_97_percent(full_run, backend_name):
     assert full_run.accuracy >= 0.97, f"{backend_name}: {full_run.accuracy:.4f}"
 
 
-def test_run_directory_holds_model_history_metrics_config_env(full_run, backend_name):
-    run = full_run.run_dir
-    assert {p.name for p in run.iterdir()} >= {
-        "model.keras", "history.csv", "metrics.json", "config.json", "env.json", "checkpoints"
-    }
-    with (run / "history.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in rows] == list(range(1, 13))
-    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["backend"] == backend_name and 0.0 <= metrics["accuracy"] <= 1.0
-    assert metrics["accuracy"] == pytest.approx(full_run.accuracy)
-    env = json.loads((run / "env.json").read_text())
-    assert env["backend"] == backend_name and env["devices"][0]["kind"] == "cpu"
-    config = json.loads((run / "config.json").read_text())
-    split = config["split"]
-    assert split["train"] + split["test"] == 1797 and abs(split["test"] - 0.2 * 1797) < 10
-    assert (run / "checkpoints" / "last.keras").exists()
+def test_run_folder_is_a_train_run_scored_on_the_held_out_fifth(full_run, backend_name):
+    run = Run.open(full_run.run_dir)
+    assert run.command == "quickstart" and run.finished
+    assert run.options["data"] == "digits" and run.options["model"] == "simple_cnn"
+    assert run.input_shape == (32, 32, 1) and run.class_names == [str(i) for i in range(10)]
+    counts = run.config["data"]["counts"]
+    assert counts["train"] + counts["val"] == 1797 and abs(counts["val"] - 0.2 * 1797) < 10
+    assert run.held_out == "val"
+    history = run.history()
+    assert [int(r["epoch"]) for r in history] == list(range(1, QUICKSTART_EPOCHS + 1))
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
+    metrics = run.metrics()
+    assert metrics["backend"] == backend_name and metrics["scored_on"] == "val"
+    # the held-out split is the validation split: its last epoch's result is the score
+    assert metrics["accuracy"] == pytest.approx(float(history[-1]["val_accuracy"]))
+    assert run.env()["backend"] == backend_name
+    assert (run.checkpoints / "last.keras").is_file()
 
 
 def test_saved_model_loads_with_plain_keras_and_scores_the_same(full_run):
-    from portaclass.data.builtin import load_digits
-    from portaclass.data.split import split_stratified
-    from portaclass.layout import to_model_layout
-
-    model = keras.saving.load_model(full_run.run_dir / "model.keras")
-    images, labels, _ = load_digits(32)
-    test = split_stratified(labels, {"train": 0, "test": 0.2}, seed=0)["test"]
-    x = to_model_layout(images[test].astype("float32") / 255.0)
+    run = Run.open(full_run.run_dir)
+    model = keras.saving.load_model(run.model_path)
+    held_out = run.split()
+    assert len(held_out) == run.metrics()["images"]
+    x = to_model_layout(held_out.images.astype("float32") / 255.0)
     predicted = keras.ops.convert_to_numpy(model.predict(x, verbose=0)).argmax(1)
-    assert np.mean(predicted == labels[test]) == pytest.approx(full_run.accuracy)
+    assert np.mean(predicted == held_out.labels) == pytest.approx(full_run.accuracy, abs=1e-6)
 
 
 def test_existing_run_folder_is_never_overwritten(full_run):

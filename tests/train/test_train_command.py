@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from tests.helpers import run_cli
+from portaclass.run import Run
+from tests.helpers import run_cli, saved_model_accuracy
 
 BAD_FILES = {
     "circle/truncated.jpg": "truncated",
@@ -62,9 +63,11 @@ def test_salted_folder_trains_to_the_end(salted_run, backend_name):
     with (out / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    # strong augmentation trains on MixUp/CutMix soft labels; accuracy is still reported
+    # strong augmentation trains on MixUp/CutMix soft labels; accuracy is still
+    # reported, and it is what the saved model scores on the held-out files
     assert all(0.0 <= float(r["val_accuracy"]) <= 1.0 for r in rows)
-    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert metrics["scored_on"] == "test" and metrics["images"] == len(Run.open(out).split())
+    assert metrics["accuracy"] == pytest.approx(saved_model_accuracy(out), abs=1e-6)
     assert (out / "model.keras").is_file() and (out / "checkpoints" / "last.keras").is_file()
 
 
@@ -124,7 +127,8 @@ def test_backbone_from_an_earlier_run_trains_two_phases(salted_run, tmp_path, ba
     with (out / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [(int(r["epoch"]), int(float(r["phase"]))) for r in rows] == [(1, 1), (2, 2)]
-    config = json.loads((out / "config.json").read_text())
+    run = Run.open(out)
     # The backbone's input decides size and channels; digits are converted to match.
-    assert config["image_size"] == 32 and config["channels"] == 3
-    assert len(config["class_names"]) == 10
+    assert run.input_shape == (32, 32, 3) and len(run.class_names) == 10
+    assert run.options["backbone"] == str(earlier / "model.keras") and run.options["model"] is None
+    assert run.preprocessing == Run.open(earlier).preprocessing

@@ -14,6 +14,7 @@ import pytest
 from portaclass.backend import to_numpy
 from portaclass.layout import model_input_shape
 from portaclass.train.runner import TrainOptions, run_training
+from tests.helpers import saved_model_accuracy
 from tests.models.test_applications import MOBILENET_V2_NO_TOP
 
 
@@ -56,4 +57,5 @@ def test_imagenet_head_then_fine_tune_keeps_batchnorm_statistics(seeded_keras_ca
     # BatchNorm statistics never move; phase 2 changed the unfrozen top only.
     assert not any(m for m, s in zip(moved, is_stat) if s)
     assert any(moved[-20:]) and not any(moved[:20])
-    assert result.metrics["accuracy"] is not None
+    assert result.metrics["scored_on"] == "test"
+    assert result.metrics["accuracy"] == pytest.approx(saved_model_accuracy(out), abs=1e-6)

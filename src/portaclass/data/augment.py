@@ -15,22 +15,18 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from portaclass import checks
+from portaclass._lazy import backend, keras
+from portaclass.data.constants import FILL_MODE, PRESETS, VALUE_RANGE
+from portaclass.data.mixing import BatchMixer
+from portaclass.data.randaugment import RandAugment
 from portaclass.errors import UsageError
-
-PRESETS = ("none", "light", "standard", "strong")
-# Images are augmented before normalisation, in uint8 range.
-VALUE_RANGE = (0, 255)
-
 
 # Presets that shift the image do it by decoding this much larger and taking
 # a random crop of the target size: as good as a translation and ~40x cheaper
 # than Keras' affine transform, which is slow on the torch backend
 # (RandomTranslation with fill_mode="reflect": ~6 s per 32 images at 224 px).
 CROP_MARGIN = 1.125
-# Fill mode for rotation/zoom: on the torch backend Keras' affine transform
-# takes ~20 s per 32 images at 252 px with "reflect" (the default) or
-# "nearest", ~0.4 s with "constant". Black corners at small angles are harmless.
-FILL_MODE = "constant"
 # ``strong`` zooms and stretches with a random resized crop (torchvision's
 # RandomResizedCrop recipe): a region of 35-100% of the image's area, aspect
 # 3/4-4/3 of it, cut by Pillow while decoding in the worker threads, where
@@ -50,8 +46,6 @@ def resized_crop_box(rng: np.random.Generator) -> tuple[float, float, float, flo
 
 
 def _preset_layers(preset: str, seed: int, size_hw: tuple[int, int] | None) -> list:
-    import keras
-
     layers = keras.layers
     fmt = {"data_format": "channels_last"}  # our batches are NHWC whatever keras.config says
     crop = [layers.RandomCrop(*size_hw, seed=seed + 10, **fmt)] if size_hw else []
@@ -67,13 +61,12 @@ def _preset_layers(preset: str, seed: int, size_hw: tuple[int, int] | None) -> l
             layers.RandomBrightness(0.15, value_range=VALUE_RANGE, seed=seed + 5, **fmt),
         ]
     if preset == "strong":
-        from portaclass.data.randaugment import RandAugment
-
         return crop + [
             layers.RandomFlip("horizontal", seed=seed, **fmt),
             RandAugment(num_ops=2, magnitude=0.5, seed=seed, value_range=VALUE_RANGE),
         ]
-    raise UsageError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    checks.choice("augment", preset, PRESETS)
+    return []
 
 
 def mixes_labels(preset: str) -> bool:
@@ -99,8 +92,7 @@ class Augmenter:
         crop: feed it images of ``input_size(size_hw)``. Without it no crop is
         applied and batches keep their shape. ``num_classes`` is needed by
         presets that mix labels (``soft_labels``)."""
-        if preset not in PRESETS:
-            raise UsageError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        checks.choice("augment", preset, PRESETS)
         self.preset = preset
         self.size_hw = size_hw if preset != "none" else None
         self.soft_labels = mixes_labels(preset)
@@ -121,13 +113,9 @@ class Augmenter:
             self.layer_sets_built += 1
         layers, mixer = [], None
         if self.preset != "none":
-            from portaclass.backend import on_device
-
-            with on_device("cpu"):  # on a GPU machine the layers' state stays on the host
+            with backend.on_device("cpu"):  # on a GPU machine the layers' state stays on the host
                 layers = _preset_layers(self.preset, seed, self.size_hw)
                 if self.soft_labels and self.num_classes:
-                    from portaclass.data.mixing import BatchMixer
-
                     mixer = BatchMixer(self.num_classes, seed)
         return layers, mixer
 
@@ -178,21 +166,17 @@ class Augmenter:
         with self._borrowed() as (layers, mixer):
             x = self._transform_images(x, layers)
             if mixer is not None:
-                from portaclass.backend import on_device
-
-                with on_device("cpu"):
+                with backend.on_device("cpu"):
                     x, labels = mixer(x, labels)
                 x = np.clip(x, *VALUE_RANGE)
         return x, labels
 
     @staticmethod
     def _transform_images(x: np.ndarray, layers: list) -> np.ndarray:
-        from portaclass.backend import on_device, to_numpy
-
-        with on_device("cpu"):
+        with backend.on_device("cpu"):
             for layer in layers:
                 x = layer(x, training=True)
-            out = to_numpy(x)
+            out = backend.to_numpy(x)
         return np.clip(np.asarray(out, dtype=np.float32), *VALUE_RANGE)
 
 

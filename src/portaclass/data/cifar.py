@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from portaclass._lazy import keras
 from portaclass.errors import DataError
 
 BATCH_FOLDER = "cifar-10-batches-py"
@@ -103,9 +104,7 @@ def _read_archive(path: Path) -> tuple:
 
 def keras_cache_folder() -> Path:
     """Where ``keras.datasets.cifar10.load_data()`` leaves the extracted batches."""
-    from keras.src.backend import config as keras_config  # keras_home() honours KERAS_HOME
-
-    base = os.path.expanduser(keras_config.keras_home())
+    base = os.path.expanduser(keras.src.backend.config.keras_home())  # honours KERAS_HOME
     if not os.access(base, os.W_OK):  # get_file's own fallback for read-only homes
         base = os.path.join("/tmp", ".keras")
     return Path(base) / "datasets" / KERAS_CACHE_NAME / BATCH_FOLDER
@@ -117,8 +116,6 @@ def load_cifar10_keras() -> tuple:
     cached = keras_cache_folder()
     if (cached / "batches.meta").is_file():
         return read_cifar10(cached)
-    import keras
-
     (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     meta = _read_pickle((keras_cache_folder() / "batches.meta").read_bytes(), "batches.meta")
     names = [n.decode() for n in meta["label_names"]]

@@ -13,8 +13,6 @@ import numpy as np
 
 from portaclass.errors import UsageError
 
-SPLIT_NAMES = ("train", "val", "test")
-
 
 @dataclass
 class Split:
@@ -96,12 +94,6 @@ class Dataset:
         else:
             line += "; 0 files skipped"
         return line
-
-    def write_run_files(self, run_dir) -> Path:
-        """Write ``splits/*.csv``, ``splits/classes.txt`` and ``skipped.csv``."""
-        from portaclass.data.run_files import write_run_files
-
-        return write_run_files(self, Path(run_dir))
 
 
 def _relative(path: Path, root: Path | None) -> str:

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from portaclass.data.constants import RESIZE_MODES
 from portaclass.errors import UsageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # Same default as Pillow's own decompression-bomb guard (~89.5 Mpx).
 DEFAULT_MAX_PIXELS = 89_478_485
-RESIZE_MODES = ("plain", "crop", "pad")
 
 
 class DecodeError(Exception):

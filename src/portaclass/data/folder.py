@@ -7,19 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
+from portaclass import checks
 from portaclass.data.dataset import Dataset, Split, _relative
 from portaclass.data.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from portaclass.data.scan import find_presplit, index_folder
 from portaclass.data.split import split_stratified
 from portaclass.data.validate import find_bad_files
-from portaclass.errors import DataError, UsageError
+from portaclass.errors import DataError
 
 COLOR_MODES = {"rgb": 3, "grayscale": 1}
 
 
 def from_directory(
     path,
-    image_size=None,
+    *,
     val_split: float = 0.2,
     test_split: float = 0.1,
     seed: int = 0,
@@ -35,12 +36,19 @@ def from_directory(
     carved from ``train/`` with ``val_split``, a missing ``test/`` stays empty.
     Otherwise splits are stratified and seeded (``split_stratified``).
     Unreadable files are skipped and listed in ``Dataset.skipped``.
-    ``image_size`` is not needed to index; it is accepted so callers can pass
-    the same arguments to every loader.
+
+    Args:
+        path: the folder.
+        val_split, test_split: shares of each class held out (of ``train/``
+            for a pre-split folder without ``val/``).
+        seed: seeds the split.
+        color_mode: "rgb" or "grayscale": the channels images decode to.
+        cache_dir: where the pre-pass caches its verdicts (default
+            ``~/.cache/portaclass``).
+        max_pixels: files with more pixels are skipped as decompression bombs.
+        workers: pre-pass threads (default: one per core).
     """
-    del image_size
-    if color_mode not in COLOR_MODES:
-        raise UsageError(f"unknown color_mode {color_mode!r}; choose one of {', '.join(COLOR_MODES)}")
+    checks.choice("color_mode", color_mode, COLOR_MODES)
     root = Path(path).expanduser()
     if not root.exists():
         raise DataError(f"data folder {root} not found")

@@ -6,19 +6,22 @@ from pathlib import Path
 
 import numpy as np
 
+from portaclass import checks
+from portaclass.data.builtin import load_digits
+from portaclass.data.cifar import load_cifar10_keras, read_cifar10
 from portaclass.data.dataset import Dataset, Split, as_size_hw
 from portaclass.data.decode import DEFAULT_MAX_PIXELS
+from portaclass.data.folder import from_directory
+from portaclass.data.shapes import make_shapes
 from portaclass.data.split import split_stratified
 from portaclass.errors import DataError, UsageError
 
-BUILTINS = ("digits", "shapes", "cifar10")
 SHAPES_PER_CLASS = 500  # 2,000 images: simple_cnn learns them in a few epochs at 32x32
 
 
 def to_channel_count(x: np.ndarray, channels: int) -> np.ndarray:
     """uint8 NHWC with 1 or 3 channels -> ``channels`` channels."""
-    if channels not in (1, 3):
-        raise UsageError(f"channels must be 1 or 3, got {channels}")
+    checks.channels("channels", channels)
     have = x.shape[-1]
     if have == channels:
         return x
@@ -33,6 +36,7 @@ def from_arrays(
     x,
     y,
     class_names,
+    *,
     val_split: float = 0.2,
     test_split: float = 0.1,
     seed: int = 0,
@@ -41,8 +45,15 @@ def from_arrays(
 ) -> Dataset:
     """In-memory uint8 NHWC images as a Dataset, split stratified and seeded.
 
-    With ``test=(x_test, y_test)`` (e.g. CIFAR-10's official test set) only
-    ``val_split`` is carved from ``x``.
+    Args:
+        x: uint8 images (N, H, W, 1 or 3).
+        y: integer labels in ``0..len(class_names) - 1``.
+        class_names: one name per class, in label order.
+        val_split, test_split: shares of each class held out.
+        seed: seeds the split.
+        name: the dataset's name in summaries and run folders.
+        test: ``(x_test, y_test)`` of an official test set (CIFAR-10's); then
+            only ``val_split`` is carved from ``x``.
     """
     x = np.asarray(x)
     y = np.asarray(y).reshape(-1).astype(np.int64)
@@ -89,6 +100,7 @@ def _is_cifar_path(path: Path) -> bool:
 def load_dataset(
     spec,
     image_size,
+    *,
     channels: int = 3,
     val_split: float = 0.2,
     test_split: float = 0.1,
@@ -96,37 +108,42 @@ def load_dataset(
     cache_dir=None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Dataset:
-    """A Dataset from ``spec``: a folder of class folders, ``"digits"``,
-    ``"shapes"``, ``"cifar10"`` (Keras download/cache), or a path to
-    ``cifar-10-python.tar.gz`` or its extracted folder.
+    """A Dataset from ``spec``, split stratified and seeded.
 
-    In-memory datasets are returned at ``channels`` channels; the pipeline
-    resizes them to ``image_size``. CIFAR-10 keeps its official test set.
+    Args:
+        spec: a folder of class folders (or a pre-split one), ``"digits"``,
+            ``"shapes"``, ``"cifar10"`` (Keras download/cache), or a path to
+            ``cifar-10-python.tar.gz`` or its extracted folder.
+        image_size: an int or (height, width): the size built-in datasets
+            are made at (the pipeline resizes everything to the model's size).
+        channels: 1 or 3; in-memory datasets are returned with this many.
+        val_split, test_split: shares of each class held out (CIFAR-10 keeps
+            its official test set and ignores ``test_split``).
+        seed: seeds the split.
+        cache_dir: where the bad-file pre-pass caches its verdicts.
+        max_pixels: files with more pixels are skipped as decompression bombs.
+
+    Returns:
+        A ``Dataset`` with ``train`` and, where non-empty, ``val``/``test``.
     """
     height, width = as_size_hw(image_size)
-    if channels not in (1, 3):
-        raise UsageError(f"channels must be 1 or 3, got {channels}")
+    checks.channels("channels", channels)
     key = str(spec)
     if key == "digits":
-        from portaclass.data.builtin import load_digits
-
         x, y, names = load_digits(height)
-        return from_arrays(to_channel_count(x, channels), y, names, val_split, test_split, seed, "digits")
+        return from_arrays(to_channel_count(x, channels), y, names, val_split=val_split,
+                           test_split=test_split, seed=seed, name="digits")
     if key == "shapes":
-        from portaclass.data.shapes import make_shapes
-
         x, y, names = make_shapes(SHAPES_PER_CLASS, max(height, width), seed=1234)
-        return from_arrays(to_channel_count(x, channels), y, names, val_split, test_split, seed, "shapes")
+        return from_arrays(to_channel_count(x, channels), y, names, val_split=val_split,
+                           test_split=test_split, seed=seed, name="shapes")
     path = Path(key).expanduser()
     if key == "cifar10" or (path.exists() and _is_cifar_path(path)):
-        from portaclass.data.cifar import load_cifar10_keras, read_cifar10
-
         (x, y), (x_test, y_test), names = load_cifar10_keras() if key == "cifar10" else read_cifar10(path)
-        return from_arrays(to_channel_count(x, channels), y, names, val_split, 0.0, seed, "cifar10",
+        return from_arrays(to_channel_count(x, channels), y, names, val_split=val_split,
+                           test_split=0.0, seed=seed, name="cifar10",
                            test=(to_channel_count(x_test, channels), y_test))
-    from portaclass.data.folder import from_directory
-
     return from_directory(
-        path, (height, width), val_split, test_split, seed,
+        path, val_split=val_split, test_split=test_split, seed=seed,
         color_mode="grayscale" if channels == 1 else "rgb", cache_dir=cache_dir, max_pixels=max_pixels,
     )

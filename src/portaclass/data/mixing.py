@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from portaclass._lazy import backend, keras
+
 MIXUP_ALPHA = 0.2  # Beta(alpha, alpha) mixing weight; the MixUp paper's ImageNet value
 CUTMIX_FACTOR = 1.0  # Keras' default: patch-area weight from Beta(1, 1), uniform
 SWITCH_PROB = 0.5  # chance a batch gets CutMix instead of MixUp
@@ -28,8 +30,6 @@ class BatchMixer:
     in, float32 NumPy out. One per thread (Augmenter sees to it)."""
 
     def __init__(self, num_classes: int, seed: int = 0):
-        import keras
-
         fmt = {"data_format": "channels_last"}
         self.num_classes = num_classes
         self.mixup = keras.layers.MixUp(alpha=MIXUP_ALPHA, seed=seed + 20, **fmt)
@@ -38,8 +38,6 @@ class BatchMixer:
         self.last_method: str | None = None
 
     def __call__(self, images, labels) -> tuple[np.ndarray, np.ndarray]:
-        from portaclass.backend import to_numpy
-
         soft = one_hot(labels, self.num_classes)
         if len(soft) < 2:  # nothing to mix with
             self.last_method = None
@@ -48,5 +46,5 @@ class BatchMixer:
         self.last_method = "cutmix" if use_cutmix else "mixup"
         layer = self.cutmix if use_cutmix else self.mixup
         out = layer({"images": np.asarray(images, dtype=np.float32), "labels": soft}, training=True)
-        return (np.asarray(to_numpy(out["images"]), dtype=np.float32),
-                np.asarray(to_numpy(out["labels"]), dtype=np.float32))
+        return (np.asarray(backend.to_numpy(out["images"]), dtype=np.float32),
+                np.asarray(backend.to_numpy(out["labels"]), dtype=np.float32))

@@ -14,28 +14,26 @@ import os
 import threading
 
 import numpy as np
+from PIL import Image
 
-from portaclass import config
-
-config.active_backend()  # fix KERAS_BACKEND before keras is imported below
-import keras  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from portaclass.data.augment import Augmenter  # noqa: E402
-from portaclass.data.dataset import Split, as_size_hw  # noqa: E402
-from portaclass.data.decode import (  # noqa: E402
+from portaclass import checks
+from portaclass._lazy import keras
+from portaclass.data.augment import Augmenter
+from portaclass.data.dataset import Split, as_size_hw
+from portaclass.data.decode import (
     DEFAULT_MAX_PIXELS,
     RESIZE_MODES,
     DecodeError,
     crop_relative,
     decode_image,
 )
-from portaclass.data.decode import resize as resize_image  # noqa: E402
-from portaclass.data.loading import to_channel_count  # noqa: E402
-from portaclass.data.mixing import one_hot as to_one_hot  # noqa: E402
-from portaclass.data.normalize import normalize  # noqa: E402
-from portaclass.errors import DataError, UsageError  # noqa: E402
-from portaclass.layout import to_channels_first  # noqa: E402
+from portaclass.data.decode import resize as resize_image
+from portaclass.data.loading import to_channel_count
+from portaclass.data.mixing import one_hot as to_one_hot
+from portaclass.data.normalize import normalize
+from portaclass.errors import DataError
+from portaclass.layout import to_channels_first
+from portaclass.models.registry import Preprocessing
 
 
 class ImagePipeline(keras.utils.PyDataset):
@@ -47,25 +45,20 @@ class ImagePipeline(keras.utils.PyDataset):
     ``decode_failures`` as ``(relpath, reason)``; the run goes on.
     """
 
-    def __init__(self, split: Split, batch_size: int, preprocessing, image_size, channels: int = 3,
-                 augment: str = "none", shuffle: bool = True, seed: int = 0, resize: str = "plain",
-                 channels_first: bool = False, workers: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, max_queue_size: int = 10,
-                 one_hot: bool = False):
+    def __init__(self, split: Split, batch_size: int, *, preprocessing: Preprocessing | None = None,
+                 image_size=None, channels: int = 3, augment: str = "none", shuffle: bool = True,
+                 seed: int = 0, resize: str = "plain", channels_first: bool = False,
+                 workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_queue_size: int = 10, one_hot: bool = False):
         workers = workers or os.cpu_count() or 1
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
-        if batch_size < 1:
-            raise UsageError(f"batch size must be at least 1, got {batch_size}")
-        if resize not in RESIZE_MODES:
-            raise UsageError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
-        if channels not in (1, 3):
-            raise UsageError(f"channels must be 1 or 3, got {channels}")
+        checks.at_least("batch_size", batch_size, 1)
+        checks.choice("resize", resize, RESIZE_MODES)
+        checks.channels("channels", channels)
         if len(split) == 0:
             raise DataError(f"the {split.name} split has no images")
-        if preprocessing is None:
-            from portaclass.models.registry import Preprocessing
-
-            preprocessing = Preprocessing()
+        preprocessing = preprocessing or Preprocessing()
+        image_size = image_size or preprocessing.input_size
         self.split = split
         self.batch_size = int(batch_size)
         self.preprocessing = preprocessing
@@ -94,10 +87,6 @@ class ImagePipeline(keras.utils.PyDataset):
 
     def __len__(self) -> int:
         return -(-len(self.split) // self.batch_size)
-
-    @property
-    def num_images(self) -> int:
-        return len(self.split)
 
     def on_epoch_end(self):
         self.epoch += 1
@@ -177,11 +166,32 @@ class ImagePipeline(keras.utils.PyDataset):
         return out[..., None] if out.ndim == 3 else out
 
 
-def make_pipeline(split: Split, batch_size: int, preprocessing, image_size, channels: int = 3,
-                  augment: str = "none", shuffle: bool = True, seed: int = 0, resize: str = "plain",
-                  channels_first: bool = False, workers: int | None = None,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, one_hot: bool = False) -> ImagePipeline:
+def make_pipeline(split: Split, batch_size: int, *, preprocessing: Preprocessing | None = None,
+                  image_size=None, channels: int = 3, augment: str = "none", shuffle: bool = True,
+                  seed: int = 0, resize: str = "plain", channels_first: bool = False,
+                  workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  one_hot: bool = False) -> ImagePipeline:
     """A ``keras.utils.PyDataset`` over ``split`` yielding ``(x, y)`` NumPy
-    batches; ``len()`` is the number of batches. Pass it to ``model.fit``."""
-    return ImagePipeline(split, batch_size, preprocessing, image_size, channels, augment, shuffle,
-                         seed, resize, channels_first, workers, max_pixels, one_hot=one_hot)
+    batches; ``len()`` is the number of batches. Pass it to ``model.fit``.
+
+    Args:
+        split: the images and labels (``Dataset.train`` etc.).
+        batch_size: images per batch (the last batch may be smaller).
+        preprocessing: the model's ``Preprocessing``; default scale to [0, 1].
+        image_size: output size, an int or (height, width); default the
+            preprocessing's input size.
+        channels: 1 or 3; images are converted to it.
+        augment: preset name (``data.augment.PRESETS``); "none" for evaluation.
+        shuffle: reshuffle every epoch from (seed, epoch).
+        seed: seeds shuffling and augmentation.
+        resize: "plain" (stretch), "crop" or "pad" to the target aspect.
+        channels_first: yield NCHW batches (Keras' channels_first models).
+        workers: decoding threads (default: one per core).
+        max_pixels: files with more pixels are refused as decompression bombs.
+        one_hot: yield one-hot float labels (validation data of a run whose
+            training data mixes labels).
+    """
+    return ImagePipeline(split, batch_size, preprocessing=preprocessing, image_size=image_size,
+                         channels=channels, augment=augment, shuffle=shuffle, seed=seed,
+                         resize=resize, channels_first=channels_first, workers=workers,
+                         max_pixels=max_pixels, one_hot=one_hot)

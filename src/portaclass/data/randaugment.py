@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from portaclass._lazy import backend, keras
+
 # Geometric ops leave black corners: "reflect" (Keras' default) is ~20x slower
 # on the torch backend.
-from portaclass.data.augment import FILL_MODE
+from portaclass.data.constants import FILL_MODE
 
 # The paper's maximum strength of each op (AutoAugment's ranges); ``magnitude``
 # in [0, 1] scales all of them. 0.5 is RandAugment's M=5 of 10.
@@ -43,8 +45,6 @@ COLOUR_ONLY = frozenset({"color"})
 
 def _op_layer(name: str, magnitude: float, seed: int, value_range):
     """The Keras layer for one op at ``magnitude`` (None for identity)."""
-    import keras
-
     layers = keras.layers
     m = magnitude
     fmt = {"data_format": "channels_last"}  # batches are NHWC whatever keras.config says
@@ -135,8 +135,6 @@ class RandAugment:
         return np.array([k for k, op in enumerate(OPS) if channels == 3 or op not in COLOUR_ONLY])
 
     def __call__(self, images, training: bool = True) -> np.ndarray:
-        from portaclass.backend import COMPILES_PER_SHAPE
-
         x = np.asarray(images, dtype=np.float32)
         if not training:
             return x
@@ -149,17 +147,15 @@ class RandAugment:
                 if layer is None:
                     continue
                 rows = np.flatnonzero(step == k)
-                out[rows] = _apply(layer, x[rows], pad_to_power_of_two=COMPILES_PER_SHAPE)
+                out[rows] = _apply(layer, x[rows], pad_to_power_of_two=backend.COMPILES_PER_SHAPE)
             x = np.clip(out, *self.value_range)
         self.last_ops = drawn
         return x
 
 
 def _apply(layer, images: np.ndarray, pad_to_power_of_two: bool) -> np.ndarray:
-    from portaclass.backend import to_numpy
-
     n = len(images)
     if pad_to_power_of_two and n & (n - 1):
         padded = 1 << n.bit_length()
         images = np.concatenate([images, np.repeat(images[-1:], padded - n, axis=0)])
-    return to_numpy(layer(images, training=True))[:n]
+    return backend.to_numpy(layer(images, training=True))[:n]

@@ -56,6 +56,11 @@ def read_split_list(run_dir, name: str = "test") -> list[tuple[str, str]]:
     return [(row[0], row[1]) for row in rows[1:] if row]
 
 
+def read_split_indices(run_dir, name: str) -> list[int]:
+    """The source row numbers of an in-memory split (``index`` column)."""
+    return [int(index) for index, _ in read_split_list(run_dir, name)]
+
+
 def load_split_files(run_dir, name: str = "test", root=None) -> Split:
     """The file split ``name`` of a run, resolved against ``root`` (default:
     the data root recorded by the run). Labels keep the run's class order."""

@@ -1,30 +1,28 @@
 """Models: a registry of stock-Keras classifiers (``create_model``, ``list_models``),
-transfer-learning blocks, NumPy initialisation and FLOP counting.
+one builder for every model, transfer-learning blocks, NumPy initialisation and
+FLOP counting.
 
-Nothing here imports keras at module level; builders import it when called.
+Names resolve lazily (PEP 562), so ``import portaclass.models.constants``
+(which the CLI needs for its choices) loads neither NumPy nor a family.
 """
 
-from portaclass.models.flops import count_flops
-from portaclass.models.init import initialize_weights
-from portaclass.models.registry import (
-    ModelSpec,
-    Preprocessing,
-    create_model,
-    get_spec,
-    list_models,
-    register_model,
-)
-from portaclass.models.transfer import build_transfer_model, unfreeze
+from __future__ import annotations
 
-__all__ = [
-    "ModelSpec",
-    "Preprocessing",
-    "build_transfer_model",
-    "count_flops",
-    "create_model",
-    "get_spec",
-    "initialize_weights",
-    "list_models",
-    "register_model",
-    "unfreeze",
-]
+from portaclass._lazy import lazy_getattr
+
+_LAZY = {
+    "ModelSpec": "portaclass.models.registry",
+    "Preprocessing": "portaclass.models.registry",
+    "get_spec": "portaclass.models.registry",
+    "list_models": "portaclass.models.registry",
+    "register_model": "portaclass.models.registry",
+    "create_model": "portaclass.models.builder",
+    "build_transfer_model": "portaclass.models.builder",
+    "unfreeze": "portaclass.models.transfer",
+    "count_flops": "portaclass.models.flops",
+    "initialize_weights": "portaclass.models.init",
+}
+
+__getattr__ = lazy_getattr("portaclass.models", _LAZY, globals())
+
+__all__ = sorted(_LAZY)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from portaclass._lazy import keras
+
 
 def _spatial_size(shape) -> int:
     return math.prod(int(d) for d in shape[1:])
@@ -87,8 +89,7 @@ def _counters(layers):
 
 def count_flops(model) -> int:
     """Forward multiply-accumulates for one image (batch size 1)."""
-    from keras import layers
-
+    layers = keras.layers
     counters = _counters(layers)
     total = 0
     for layer in model.layers:

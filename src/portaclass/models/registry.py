@@ -1,12 +1,19 @@
-"""The model registry: models register with a decorator and declare the
-preprocessing they expect, which the data pipeline reads from here (timm's
-``resolve_model_data_config`` idea)."""
+"""The model registry: each family registers a feature extractor and declares
+the preprocessing it expects, which the data pipeline reads from here (timm's
+``resolve_model_data_config`` idea). ``models.builder`` turns a registered
+feature extractor into a classifier; nothing else builds models.
+
+The family modules register on import; the registry imports them (by name,
+as plugins) the first time it is asked for a model.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
+from portaclass import checks
 from portaclass.errors import UsageError
 
 
@@ -38,113 +45,88 @@ class Preprocessing:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A registered family member.
+
+    ``features(input_shape, **options)`` returns a ``keras.Model`` from the
+    image input to the last feature map (or token sequence), named
+    ``constants.BACKBONE``; pretrained families' take ``weights`` (None or
+    "imagenet"). ``head_dropout`` is the Dropout rate before the classifier
+    layer when the caller does not choose one (0: no Dropout layer).
+    """
+
     name: str
-    build: Callable
+    features: Callable
     preprocessing: Preprocessing
     description: str = ""
     pretrained: str | None = None  # source of pretrained weights, if any
-    tags: tuple[str, ...] = field(default_factory=tuple)
+    head_dropout: float = 0.0
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+# Modules that register models when imported (one file per family).
+FAMILY_MODULES = ("simple_cnn", "resnet", "vit", "applications")
 
 
-def register_model(
-    name: str,
-    preprocessing: Preprocessing | None = None,
-    description: str = "",
-    pretrained: str | None = None,
-    tags: tuple[str, ...] = (),
-):
-    """Decorator: ``@register_model("resnet18", Preprocessing(...))`` over a
-    builder ``fn(num_classes, input_shape, **options) -> keras.Model``.
-    Builders of pretrained families also take ``weights``."""
+def register_model(name: str, preprocessing: Preprocessing | None = None, *, description: str = "",
+                   pretrained: str | None = None, head_dropout: float = 0.0):
+    """Decorator over a family's feature extractor (see ``ModelSpec``):
+    ``@register_model("resnet18", Preprocessing(...))``."""
 
-    def decorate(build: Callable) -> Callable:
+    def decorate(features: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = ModelSpec(
             name=name,
-            build=build,
+            features=features,
             preprocessing=preprocessing or Preprocessing(),
-            description=description or (build.__doc__ or "").strip().split("\n")[0],
+            description=description or (features.__doc__ or "").strip().split("\n")[0],
             pretrained=pretrained,
-            tags=tuple(tags),
+            head_dropout=head_dropout,
         )
-        return build
+        return features
 
     return decorate
 
 
-def _load_families() -> None:
-    # Importing a family module registers its models.
-    from portaclass.models import applications, resnet, simple_cnn, vit  # noqa: F401
+def _register_families() -> None:
+    for module in FAMILY_MODULES:
+        importlib.import_module(f"portaclass.models.{module}")
 
 
 def list_models(pretrained: bool | None = None) -> list[str]:
     """Registered model names; ``pretrained=True`` only those with weights."""
-    _load_families()
+    _register_families()
     names = sorted(_REGISTRY)
     if pretrained is None:
         return names
     return [n for n in names if (_REGISTRY[n].pretrained is not None) == pretrained]
 
 
-def get_spec(name: str) -> ModelSpec:
-    _load_families()
+def get_spec(name: str, option: str = "model") -> ModelSpec:
+    """The spec of a registered model; UsageError naming ``option`` and the
+    available names otherwise."""
+    _register_families()
     if name not in _REGISTRY:
-        raise UsageError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+        checks.choice(option, name, sorted(_REGISTRY))
     return _REGISTRY[name]
 
 
-def create_model(
-    name: str,
-    num_classes: int,
-    input_shape: tuple[int, int, int] | None = None,
-    weights: str | None = None,
-    seed: int | None = None,
-    **options,
-):
-    """Build a registered model.
+def check_weights(spec: ModelSpec, weights, input_shape) -> None:
+    """UsageError for weights a model cannot take: any on a from-scratch
+    family, imagenet on a non-RGB input."""
+    if weights is None:
+        return
+    if spec.pretrained is None:
+        raise UsageError.for_option("weights", f"given, but model {spec.name!r} has no pretrained "
+                                    "weights; use weights=None")
+    if weights == "imagenet" and input_shape is not None and input_shape[-1] != 3:
+        raise UsageError.for_option("weights", f"imagenet for {spec.name} needs 3-channel input; "
+                                    f"got input shape {tuple(input_shape)}")
 
-    ``input_shape`` is channels_last (H, W, C), default the model's declared
-    input size with 3 channels. ``weights``: None (random init), "imagenet"
-    (Keras' download + cache) or a path to a ``.h5``/``.weights.h5``/``.keras``
-    file, for models with a pretrained source. With ``seed``, the initial
-    weights are drawn by NumPy (``models.init``), so they are identical on
-    every backend; pretrained weights are kept as loaded.
-    """
-    from portaclass import config
-    from portaclass.layout import check_image_shape
 
-    config.active_backend()  # fix the backend before keras is imported
-    spec = get_spec(name)
-    if num_classes < 2:
-        raise UsageError(f"num_classes must be at least 2, got {num_classes}")
-    if input_shape is None:
-        input_shape = (*spec.preprocessing.input_size, 3)
-    check_image_shape(input_shape)
+def check_input_size(spec: ModelSpec, input_shape) -> None:
     low_h, low_w = spec.preprocessing.min_input_size
     if input_shape[0] < low_h or input_shape[1] < low_w:
-        raise UsageError(
-            f"model {name!r} needs inputs of at least {low_h}x{low_w}, got {tuple(input_shape)}"
-        )
-    if isinstance(weights, str) and weights.lower() == "none":
-        weights = None
-    if weights is not None and spec.pretrained is None:
-        raise UsageError(f"model {name!r} has no pretrained weights; use weights=None")
-    if seed is not None:
-        from portaclass import backend
-
-        backend.seed_everything(seed)
-    kwargs = dict(options)
-    if spec.pretrained is not None:
-        kwargs["weights"] = weights
-    model = spec.build(num_classes=num_classes, input_shape=tuple(input_shape), **kwargs)
-    if seed is not None:
-        from portaclass.models.init import initialize_weights
-
-        # Loaded weights live in the nested "backbone"; only the head is drawn.
-        skip = ("backbone",) if weights is not None else ()
-        initialize_weights(model, seed, skip_layers=skip)
-    return model
+        raise UsageError.for_option(
+            "image_size", f"must be at least {low_h}x{low_w} for model {spec.name!r}; "
+            f"got {tuple(input_shape)}")

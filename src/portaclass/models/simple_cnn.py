@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
+from portaclass._lazy import keras
 from portaclass.layout import model_input_shape
+from portaclass.models.constants import BACKBONE, INPUT
 from portaclass.models.registry import Preprocessing, register_model
 
 
-@register_model("simple_cnn", Preprocessing(input_size=(32, 32)))
-def simple_cnn(num_classes: int, input_shape: tuple[int, int, int], width: int = 32,
-               dropout: float = 0.2):
+@register_model("simple_cnn", Preprocessing(input_size=(32, 32)), head_dropout=0.2)
+def simple_cnn(input_shape: tuple[int, int, int], width: int = 32):
     """Three conv blocks (conv-BN-ReLU, max-pool), global pooling, dense head."""
-    import keras
-    from keras import layers
-
-    inputs = keras.Input(shape=model_input_shape(input_shape), name="image")
+    layers = keras.layers
+    inputs = keras.Input(shape=model_input_shape(input_shape), name=INPUT)
     x = inputs
     for block, filters in enumerate((width, width * 2, width * 4), start=1):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv")(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"block{block}_bn")(x)
         x = layers.ReLU(name=f"block{block}_relu")(x)
         x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="simple_cnn")
+    return keras.Model(inputs, x, name=BACKBONE)

@@ -7,6 +7,17 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from portaclass import checks
+from portaclass._lazy import LazyModule
+from portaclass.data.constants import PRESETS
+from portaclass.data.dataset import Dataset
+from portaclass.data.loading import load_dataset
+
+# subclasses keras.utils.PyDataset: imported on first use, after the options are checked
+pipeline_module = LazyModule("portaclass.data.pipeline")
 
 DEFAULT_PREVIEW_SIZE = 128
 
@@ -14,12 +25,10 @@ DEFAULT_PREVIEW_SIZE = 128
 def sample_batch(dataset, n: int, image_size, augment: str, seed: int, channels: int):
     """``n`` augmented training images (float, 0..1, NHWC) and their labels,
     taken through the same pipeline training uses."""
-    from portaclass.data.pipeline import make_pipeline
-
     split = dataset.train
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(len(split), size=min(n, len(split)), replace=False))
-    pipeline = make_pipeline(split.subset(picked), batch_size=len(picked), preprocessing=None,
+    pipeline = pipeline_module.make_pipeline(split.subset(picked), batch_size=len(picked), preprocessing=None,
                              image_size=image_size, channels=channels, augment=augment,
                              shuffle=False, seed=seed, workers=1)
     x, y = pipeline[0]
@@ -40,35 +49,26 @@ def label_title(label, class_names) -> str:
 
 def write_preview(
     data_spec,
+    *,
     out="grid.png",
     augment: str = "standard",
-    n: int = 16,
+    count: int = 16,
     image_size=DEFAULT_PREVIEW_SIZE,
     seed: int = 0,
     channels: int = 3,
     cache_dir=None,
 ) -> Path:
-    """Write a PNG grid of ``n`` augmented samples of ``data_spec`` (anything
+    """Write a PNG grid of ``count`` augmented samples of ``data_spec`` (anything
     ``load_dataset`` takes, or a ``Dataset``), each titled with its class.
 
     Uses matplotlib's Agg canvas directly, so it needs no display and leaves
     the user's pyplot backend alone.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from portaclass.data.augment import PRESETS
-    from portaclass.data.dataset import Dataset
-    from portaclass.data.loading import load_dataset
-    from portaclass.errors import UsageError
-
-    if n < 1:
-        raise UsageError(f"--count must be at least 1, got {n}")
-    if augment not in PRESETS:  # before the dataset is loaded and keras imported
-        raise UsageError(f"unknown --augment preset {augment!r}; choose one of {', '.join(PRESETS)}")
+    checks.at_least("count", count, 1)  # before the dataset is loaded and keras imported
+    checks.choice("augment", augment, PRESETS)
     dataset = data_spec if isinstance(data_spec, Dataset) else load_dataset(
         data_spec, image_size, channels=channels, seed=seed, cache_dir=cache_dir)
-    x, y = sample_batch(dataset, n, image_size, augment, seed, channels)
+    x, y = sample_batch(dataset, count, image_size, augment, seed, channels)
     cols = math.ceil(math.sqrt(len(x)))
     rows = math.ceil(len(x) / cols)
     figure = Figure(figsize=(2.0 * cols, 2.2 * rows))

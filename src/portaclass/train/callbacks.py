@@ -3,22 +3,23 @@ progress bar."""
 
 from __future__ import annotations
 
-import csv
 import time
-from pathlib import Path
 
-import keras
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from portaclass._lazy import keras
 
 
 class EpochHistoryCSV(keras.callbacks.Callback):
-    """Appends one row per epoch to ``history.csv`` as soon as the epoch ends,
-    with ``epoch`` counting from 1; a later phase (``initial_epoch > 0``) in the
-    same run appends to the same file. ``extra`` columns (e.g. ``phase``) are
-    written on every row."""
+    """Appends one row per epoch to the run's history.csv as soon as the
+    epoch ends, with ``epoch`` counting from 1; a later phase
+    (``initial_epoch > 0``) in the same run appends to the same file.
+    ``extra`` columns (e.g. ``phase``) are written on every row."""
 
-    def __init__(self, path: Path, extra: dict | None = None):
+    def __init__(self, run, extra: dict | None = None):
         super().__init__()
-        self.path = Path(path)
+        self.run = run
         self.extra = dict(extra or {})
         self._start = 0.0
 
@@ -29,24 +30,7 @@ class EpochHistoryCSV(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, **self.extra}
         row.update({k: float(v) for k, v in (logs or {}).items()})
         row["epoch_seconds"] = round(time.perf_counter() - self._start, 3)
-        fields = list(row)
-        if self.path.exists():
-            with self.path.open() as f:
-                header = next(csv.reader(f), [])
-            fields = header + [k for k in fields if k not in header]
-            if fields != header:  # a later phase logs new columns: rewrite with them
-                with self.path.open() as f:
-                    rows = list(csv.DictReader(f))
-                self._write(fields, rows, mode="w")
-        self._write(fields, [row], mode="a")
-
-    def _write(self, fields, rows, mode):
-        new = mode == "w" or not self.path.exists()
-        with self.path.open(mode, newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, restval="")
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
+        self.run.append_history(row)
 
 
 def _format_logs(logs: dict) -> str:
@@ -59,8 +43,6 @@ class RichProgress(keras.callbacks.Callback):
 
     def __init__(self, epochs: int, steps_per_epoch: int | None, console=None):
         super().__init__()
-        from rich.console import Console
-
         self.epochs = epochs
         self.steps = steps_per_epoch
         self.console = console or Console(stderr=True)
@@ -68,14 +50,6 @@ class RichProgress(keras.callbacks.Callback):
         self._task = None
 
     def on_train_begin(self, logs=None):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
