@@ -43,6 +43,7 @@ def main() -> None:
 
     portaclass.use_backend(args.backend)
     from portaclass import layout
+    from portaclass._lazy import keras
     from portaclass.data import load_dataset, make_pipeline
     from portaclass.models import Preprocessing, build_transfer_model, create_model, unfreeze
     from portaclass.train.fit import compile_classifier
@@ -80,7 +81,7 @@ def main() -> None:
         for name, (model, base, batchnorm) in candidates.items():
             if batchnorm:
                 unfreeze(base, "all", batchnorm=batchnorm)
-            compile_classifier(model, 1e-3)
+            compile_classifier(model, keras.optimizers.Adam(1e-3))
             model.fit(pipe(train, True, seed), epochs=args.budget_epochs, verbose=0)
             accuracy = model.evaluate(test, verbose=0, return_dict=True)["accuracy"]
             results.setdefault(name, []).append(float(accuracy))

@@ -26,6 +26,8 @@ _LAZY = {
     "list_models": "portaclass.models",
     "run_quickstart": "portaclass.train.quickstart",
     "run_training": "portaclass.train.runner",
+    "resume_training": "portaclass.train.runner",
+    "train": "portaclass.train",
     "TrainOptions": "portaclass.train.options",
     "Run": "portaclass.run",
     "backend": "portaclass.backend",

@@ -22,13 +22,16 @@ _MODULE_DUNDERS = ("__version__", "__file__", "__path__", "__spec__", "__all__",
 class LazyModule:
     """A module imported on first attribute access, after the backend is chosen."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, *, via: str | None = None):
         self._name = name
+        self._via = via  # a module to import first, which imports this one its own way
         self._module = None
 
     def _load(self):
         if self._module is None:
             config.active_backend()
+            if self._via:
+                importlib.import_module(self._via)
             self._module = importlib.import_module(self._name)
         return self._module
 
@@ -46,7 +49,9 @@ class LazyModule:
         return f"<lazy module {self._name!r}{' (loaded)' if self.loaded else ''}>"
 
 
-keras = LazyModule("keras")
+# keras is imported by portaclass.backend, which keeps the other frameworks
+# out of the import (backend._common.other_frameworks_hidden).
+keras = LazyModule("keras", via="portaclass.backend")
 backend = LazyModule("portaclass.backend")
 
 

@@ -76,26 +76,38 @@ def options_from(option_fields, *common: inspect.Parameter):
     """Give a ``**kwargs`` command the flags of dataclass ``option_fields``
     (type, default and help from each field) plus ``common`` parameters:
     Typer reads the signature this sets (Lightning builds its CLI from
-    signatures the same way)."""
+    signatures the same way). A field without a default becomes an optional
+    flag here, so that ``--config`` or ``--resume`` can supply it."""
 
     def decorate(command):
         hints = typing.get_type_hints(TrainOptions)
         parameters = []
         for f in option_fields:
             names = [f.metadata["flag"]] if f.metadata.get("flag") else []
-            default = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
-            annotation = Annotated[hints[f.name], typer.Option(*names, help=f.metadata["help"])]
+            required = f.default is dataclasses.MISSING
+            kind = f.metadata.get("cli_type") or hints[f.name]
+            annotation = Annotated[kind | None if required else kind,
+                                   typer.Option(*names, help=f.metadata["help"],
+                                                show_default=not required)]
             parameters.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
-                                                default=default, annotation=annotation))
+                                                default=None if required else f.default,
+                                                annotation=annotation))
         command.__signature__ = inspect.Signature([*parameters, *common])
         return command
 
     return decorate
 
 
-def _common(name: str, annotation, default) -> inspect.Parameter:
+def _common(name: str, annotation, default=inspect.Parameter.empty) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=annotation)
+
+
+def given_on_command_line(ctx: typer.Context, values: dict) -> dict:
+    """The subset of ``values`` the user typed (not defaults). Compared by
+    name: Typer bundles its own click, whose enum is not a public import."""
+    return {name: value for name, value in values.items()
+            if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
 
 
 def choose_backend(name: str | None) -> str:
@@ -122,17 +134,40 @@ def quickstart(
                f"-> {result.run_dir}")
 
 
+ResumeOption = Annotated[
+    str | None, typer.Option(help="Continue the unfinished run in this folder from its last "
+                             "complete epoch, with its own options.", show_default=False)]
+ConfigOption = Annotated[
+    str | None, typer.Option(help="A TOML file of options (keys as the flags: batch-size = 64, "
+                             "lr = 0.01); flags on the command line override it.", show_default=False)]
+
+
 @app.command()
 @handle_errors
-@options_from(cli_fields(), _common("backend", BackendOption, ""),
+@options_from(cli_fields(), _common("ctx", typer.Context), _common("resume", ResumeOption, None),
+              _common("config", ConfigOption, None), _common("backend", BackendOption, ""),
               _common("quiet", QuietOption, False), _common("debug", DebugOption, False))
-def train(*, backend: str = "", quiet: bool = False, debug: bool = False, **options):
-    """Train a classifier on a folder of images or a built-in dataset."""
+def train(*, ctx: typer.Context, resume: str | None = None, config: str | None = None,
+          backend: str = "", quiet: bool = False, debug: bool = False, **options):
+    """Train a classifier on a folder of images or a built-in dataset (or resume a run)."""
+    given = given_on_command_line(ctx, options)
+    if resume and config:
+        raise UsageError.for_option("config", "cannot be combined with resume (a run keeps its options)")
     choose_backend(backend)
-    from portaclass.train.runner import run_training
+    log = (lambda _line: None) if quiet else typer.echo
+    if resume:
+        from portaclass.train.runner import resume_training
 
-    result = run_training(TrainOptions(**options, quiet=quiet),
-                          log=(lambda _line: None) if quiet else typer.echo)
+        result = resume_training(resume, given=given, quiet=quiet, log=log)
+    else:
+        from portaclass.train.config_file import read_config_file
+        from portaclass.train.runner import run_training
+
+        values = {**(read_config_file(config) if config else {}), **given}
+        if values.get("data") is None:
+            raise UsageError.for_option("data", "is required (a folder, digits, shapes or cifar10), "
+                                        "on the command line or in --config")
+        result = run_training(TrainOptions(**values, quiet=quiet), log=log)
     accuracy = result.accuracy
     scored = (f"{result.metrics['scored_on']} accuracy {accuracy:.2%}" if accuracy is not None
               else "no held-out split")

@@ -136,6 +136,14 @@ class Run:
                 return
         _write_csv(path, fields, rows + [row], mode="w")
 
+    def truncate_history(self, epochs: int) -> None:
+        """Keep history.csv's rows of epochs 1..``epochs`` (a resumed run
+        redoes the epochs after its checkpoint, so each appears once)."""
+        rows = self.history()
+        kept = [row for row in rows if int(float(row["epoch"])) <= epochs]
+        if len(kept) != len(rows):
+            _write_csv(self.path / HISTORY, list(rows[0]), kept, mode="w")
+
     # -- reading ----------------------------------------------------------------
 
     @classmethod

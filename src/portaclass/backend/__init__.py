@@ -10,6 +10,8 @@ module (``_tensorflow``, ``_torch``, ``_jax``) implements:
 - ``cpu_copy(model)``: a copy of a model with its variables on the CPU
 - ``peak_memory(device=None)``: peak process RSS on CPU, peak device bytes on GPU
 - ``seed_everything(seed, deterministic=False)``
+- ``rng_state()`` / ``set_rng_state(state)``: the framework's global random
+  state as JSON-able data (checkpoints; torch's Dropout draws from it)
 - ``COMPILES_PER_SHAPE``: whether eager ops compile once per input shape (JAX)
 """
 
@@ -18,9 +20,10 @@ from __future__ import annotations
 import importlib
 
 from portaclass import config
-from portaclass.backend._common import Device, parse_device_spec
+from portaclass.backend._common import Device, parse_device_spec, unneeded_frameworks_hidden
 
-_module = importlib.import_module(f"portaclass.backend._{config.active_backend()}")
+with unneeded_frameworks_hidden(config.active_backend()):
+    _module = importlib.import_module(f"portaclass.backend._{config.active_backend()}")
 
 NAME: str = _module.NAME
 COMPILES_PER_SHAPE: bool = _module.COMPILES_PER_SHAPE
@@ -31,6 +34,8 @@ on_device = _module.on_device
 cpu_copy = _module.cpu_copy
 peak_memory = _module.peak_memory
 seed_everything = _module.seed_everything
+rng_state = _module.rng_state
+set_rng_state = _module.set_rng_state
 
 
 def has_gpu() -> bool:
@@ -48,6 +53,8 @@ __all__ = [
     "on_device",
     "parse_device_spec",
     "peak_memory",
+    "rng_state",
     "seed_everything",
+    "set_rng_state",
     "to_numpy",
 ]

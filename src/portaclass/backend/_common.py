@@ -3,6 +3,7 @@ nested-structure mapping, CPU memory and the framework-free part of seeding."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import resource
@@ -104,3 +105,61 @@ def clone_on_current_device(model):
         if config:
             clone.compile_from_config(config)
     return clone
+
+
+# Frameworks Keras imports at its own import time without needing them: Keras
+# 3.15's callbacks/orbax_checkpoint.py imports JAX whenever it is installed
+# (inside ``try: import jax / except ImportError``).
+IMPORTED_BY_KERAS_UNASKED = ("jax",)
+
+
+@contextlib.contextmanager
+def unneeded_frameworks_hidden(backend: str):
+    """Import keras for ``backend`` without frameworks it does not need.
+
+    Measured: importing JAX costs a torch or TensorFlow run 1-1.5 s and
+    ~130 MB of RSS. A ``None`` entry in ``sys.modules`` makes ``import jax``
+    raise the ImportError Keras expects, and ``importlib.util.find_spec``
+    answer None; the entry is removed after, so the process can still import
+    JAX later on purpose. (Hiding torch this way breaks SciPy, which looks
+    torch up in ``sys.modules``; Keras does not import torch unasked anyway.)
+    """
+    hidden = [name for name in IMPORTED_BY_KERAS_UNASKED
+              if name != backend and name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
+class TensorFlowIfLoaded:
+    """Keras' lazy ``tensorflow`` handle for ``saving.serialization_lib``,
+    answering ``available`` only when TensorFlow is already imported.
+
+    serialization_lib asks ``tf.available`` to check whether an object is a
+    ``tf.TensorShape``/``tf.DType``/``tf.TypeSpec`` (keras-team/keras#20847),
+    and asking imports TensorFlow: seconds and hundreds of MB at the first
+    ``model.save`` of a torch or JAX run. Only TensorFlow makes such objects,
+    so when it is not loaded the answer is no without importing it.
+    """
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    @property
+    def available(self) -> bool:
+        return "tensorflow" in sys.modules and self._handle.available
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+
+def keep_tensorflow_out_of_saving() -> None:
+    from keras.src.saving import serialization_lib
+
+    if not isinstance(serialization_lib.tf, TensorFlowIfLoaded):
+        serialization_lib.tf = TensorFlowIfLoaded(serialization_lib.tf)

@@ -12,6 +12,7 @@ from portaclass.backend._common import (
     Device,
     clone_on_current_device,
     cpu_device,
+    keep_tensorflow_out_of_saving,
     map_structure,
     parse_device_spec,
     peak_rss_bytes,
@@ -24,6 +25,8 @@ NAME = "jax"
 # Eager JAX ops are jit-compiled per input shape (~0.2-2 s each): callers
 # that vary batch sizes should keep to a few sizes.
 COMPILES_PER_SHAPE = True
+
+keep_tensorflow_out_of_saving()
 
 
 def _leaf_to_numpy(x):
@@ -119,3 +122,13 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         flags = os.environ.get("XLA_FLAGS", "")
         if "--xla_gpu_deterministic_ops" not in flags:
             os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
+
+
+def rng_state() -> dict:
+    """The framework's own global random state, for checkpoints: none here,
+    Keras draws every random number from its SeedGenerators."""
+    return {}
+
+
+def set_rng_state(state: dict) -> None:
+    """Nothing to restore (see ``rng_state``)."""

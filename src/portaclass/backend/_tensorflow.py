@@ -97,3 +97,13 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def rng_state() -> dict:
+    """The framework's own global random state, for checkpoints: none here,
+    Keras draws every random number from its SeedGenerators."""
+    return {}
+
+
+def set_rng_state(state: dict) -> None:
+    """Nothing to restore (see ``rng_state``)."""

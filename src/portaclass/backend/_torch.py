@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 
 import keras
@@ -13,6 +14,7 @@ from portaclass.backend._common import (
     Device,
     clone_on_current_device,
     cpu_device,
+    keep_tensorflow_out_of_saving,
     map_structure,
     parse_device_spec,
     peak_rss_bytes,
@@ -24,6 +26,8 @@ from portaclass.backend._common import (
 NAME = "torch"
 # Eager ops run at any shape without recompiling.
 COMPILES_PER_SHAPE = False
+
+keep_tensorflow_out_of_saving()
 
 
 def _leaf_to_numpy(x):
@@ -117,3 +121,24 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def rng_state() -> dict:
+    """The framework's own global random state, for checkpoints: Keras'
+    torch backend draws unseeded Dropout masks from torch's global generator
+    (``keras/src/backend/torch/random.py``), which Keras does not save."""
+    state = {"cpu": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
+    if torch.cuda.is_available():
+        state["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode()
+                         for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    def tensor(text):
+        return torch.from_numpy(np.frombuffer(base64.b64decode(text), dtype=np.uint8).copy())
+
+    if "cpu" in state:
+        torch.set_rng_state(tensor(state["cpu"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensor(s) for s in state["cuda"]])

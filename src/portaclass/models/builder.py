@@ -74,7 +74,7 @@ def create_model(name: str, num_classes: int, input_shape: tuple[int, int, int] 
         base = spec.features(input_shape, **options)
         inputs, features = base.inputs[0], base.outputs[0]
     rate = spec.head_dropout if dropout is None else dropout
-    model = keras.Model(inputs, classifier_head(features, num_classes, rate), name=name)
+    model = keras.Model(inputs, classifier_head(features, num_classes, rate, seed), name=name)
     if weights_file is not None:
         _load_weights_file(model, base, weights_file)
     if seed is not None:
@@ -127,17 +127,22 @@ def build_transfer_model(base: str | Path, num_classes: int, input_shape=None, *
     # the base is unfrozen for fine-tuning.
     features = base_model(inputs, training=False) if batchnorm == "frozen" else base_model(inputs)
     rate = TRANSFER_DROPOUT if dropout is None else dropout
-    model = keras.Model(inputs, classifier_head(features, num_classes, rate), name="transfer")
+    model = keras.Model(inputs, classifier_head(features, num_classes, rate, seed), name="transfer")
     if seed is not None:
         initialize_weights(model, seed, skip_layers=(BACKBONE,) if pretrained else ())
     return model, base_model
 
 
-def classifier_head(features, num_classes: int, dropout: float):
+def classifier_head(features, num_classes: int, dropout: float, seed: int | None = None):
     """Global average pooling (2-D maps or token sequences), Dropout when
     ``dropout`` > 0, and the softmax Dense layer. The softmax layer computes
     in float32 under a mixed-precision policy, so probabilities and the loss
-    never lose range to float16."""
+    never lose range to float16.
+
+    With ``seed`` the Dropout draws its masks from its own Keras
+    SeedGenerator on every backend (an unseeded one on torch draws from
+    torch's global generator, which the DataLoader Keras wraps around the
+    data also draws from), so a resumed run can restore its random state."""
     layers = keras.layers
     if len(features.shape) == 4:
         x = layers.GlobalAveragePooling2D(name=HEAD_POOL)(features)
@@ -146,7 +151,7 @@ def classifier_head(features, num_classes: int, dropout: float):
     else:
         x = features
     if dropout:
-        x = layers.Dropout(dropout, name=HEAD_DROPOUT)(x)
+        x = layers.Dropout(dropout, seed=seed, name=HEAD_DROPOUT)(x)
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name=HEAD_DENSE)(x)
 
 

@@ -1,21 +1,42 @@
-"""Keras callbacks for portaclass runs: per-epoch CSV history and a Rich
-progress bar."""
+"""Keras callbacks of a portaclass run: history.csv, checkpoints, guards
+against non-finite losses and Ctrl-C, a step budget, resumable early
+stopping, and a Rich progress bar."""
 
 from __future__ import annotations
 
+import math
+import signal
+import threading
 import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from portaclass._lazy import keras
+from portaclass._lazy import backend, keras
+from portaclass.train.checkpoint import seed_generator_states, write_keras_atomic
+from portaclass.train.optim import current_learning_rate
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite at (epoch, step)."""
+
+    def __init__(self, epoch: int, step: int, loss: float, learning_rate: float):
+        super().__init__(f"loss became {loss} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.loss, self.learning_rate = epoch, step, loss, learning_rate
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C, honoured at the end of a training step (epoch, step)."""
+
+    def __init__(self, epoch: int, step: int | None):
+        super().__init__(f"interrupted at epoch {epoch}")
+        self.epoch, self.step = epoch, step
 
 
 class EpochHistoryCSV(keras.callbacks.Callback):
     """Appends one row per epoch to the run's history.csv as soon as the
-    epoch ends, with ``epoch`` counting from 1; a later phase
-    (``initial_epoch > 0``) in the same run appends to the same file.
-    ``extra`` columns (e.g. ``phase``) are written on every row."""
+    epoch ends: ``epoch`` counting from 1, the learning rate in force at the
+    end of the epoch (``lr``), the logs, and ``extra`` columns (``phase``)."""
 
     def __init__(self, run, extra: dict | None = None):
         super().__init__()
@@ -27,10 +48,150 @@ class EpochHistoryCSV(keras.callbacks.Callback):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, **self.extra}
-        row.update({k: float(v) for k, v in (logs or {}).items()})
+        row = {"epoch": epoch + 1, **self.extra, "lr": current_learning_rate(self.model.optimizer)}
+        row.update({k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"})
         row["epoch_seconds"] = round(time.perf_counter() - self._start, 3)
         self.run.append_history(row)
+
+
+class RunCheckpoints(keras.callbacks.Callback):
+    """After every epoch: ``checkpoints/last.keras`` (resumable state) and,
+    when ``val_accuracy`` improves, ``checkpoints/best.keras``; both written
+    atomically (``checkpoint.write_keras_atomic``).
+
+    ``state`` is this run's resumable state (phase, epochs done, best score,
+    early stopping counters); the runner shares it with the other callbacks.
+    """
+
+    def __init__(self, run, state: dict, early_stopping=None):
+        super().__init__()
+        self.run = run
+        self.state = state
+        self.early_stopping = early_stopping
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.state["epoch"] = epoch + 1
+        self.state["stopped_early"] = bool(self.model.stop_training)  # the phase ends here
+        self.state["seed_generators"] = seed_generator_states(self.model)
+        self.state["framework_rng"] = backend.rng_state()
+        if self.early_stopping is not None:
+            self.state["early_stopping"] = self.early_stopping.counters()
+        score = logs.get("val_accuracy")
+        improved = score is not None and float(score) > self.state.get("best_val_accuracy", -1.0)
+        if improved:
+            self.state.update(best_val_accuracy=float(score), best_epoch=epoch + 1)
+        write_keras_atomic(self.model, self.run.checkpoints / "last.keras", extra=self.state)
+        if improved:
+            write_keras_atomic(self.model, self.run.checkpoints / "best.keras", extra=self.state)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raises ``TrainingDiverged`` at the first step whose loss is NaN or
+    infinite, before that epoch can be checkpointed."""
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float(backend.to_numpy((logs or {}).get("loss", 0.0)))
+        if not math.isfinite(loss):
+            raise TrainingDiverged(self._epoch + 1, batch + 1, loss,
+                                   current_learning_rate(self.model.optimizer))
+
+
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Ctrl-C (SIGINT) finishes the training step in progress, then raises
+    ``TrainingInterrupted``; nothing is left half-done, and the last epoch's
+    checkpoint stays the one to resume from. A second Ctrl-C stops at once."""
+
+    def __init__(self):
+        super().__init__()
+        self._requested = False
+        self._previous = None
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._request)
+
+    def _request(self, signum, frame):
+        self._requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def restore_handler(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def on_train_end(self, logs=None):
+        self.restore_handler()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._check(None)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(batch + 1)
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._check(None)
+
+    def _check(self, step):
+        if self._requested:
+            self.restore_handler()
+            raise TrainingInterrupted(self._epoch + 1, step)
+
+
+class PipelineFollowsEpoch(keras.callbacks.Callback):
+    """Sets the training pipeline to the epoch Keras is about to train, so
+    the data of epoch N is the same in a fresh run, a resumed one and either
+    phase (Keras also calls the pipeline's ``on_epoch_end`` once when each
+    ``fit`` starts, so counting those calls would drift)."""
+
+    def __init__(self, pipeline):
+        super().__init__()
+        self.pipeline = pipeline
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.pipeline.set_epoch(epoch)
+
+
+class StepBudget(keras.callbacks.Callback):
+    """Stops training after exactly ``steps`` optimizer steps of this fit
+    (the last epoch is cut short, then validated and logged as usual)."""
+
+    def __init__(self, steps: int, steps_done: int = 0):
+        super().__init__()
+        self.steps = steps
+        self.done = steps_done
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.done += 1
+        if self.done >= self.steps:
+            self.model.stop_training = True
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping on ``val_loss`` whose counters survive a resume."""
+
+    def __init__(self, patience: int, counters: dict | None = None):
+        super().__init__(monitor="val_loss", patience=patience)
+        self._counters = counters
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._counters:
+            self.wait = self._counters["wait"]
+            self.best = self._counters["best"]
+
+    def counters(self) -> dict:
+        best = self.best if self.best is not None and math.isfinite(self.best) else None
+        return {"wait": int(self.wait), "best": best if best is not None else math.inf}
 
 
 def _format_logs(logs: dict) -> str:
@@ -76,5 +237,10 @@ class RichProgress(keras.callbacks.Callback):
         )
 
     def on_train_end(self, logs=None):
+        self.close()
+
+    def close(self) -> None:
+        """Stop the bar (also when training ends with an exception)."""
         if self._progress is not None:
             self._progress.stop()
+            self._progress = None

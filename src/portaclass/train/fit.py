@@ -1,70 +1,106 @@
-"""Compile and fit a classifier into a run folder."""
+"""Compile a classifier and fit one training phase into a run folder."""
 
 from __future__ import annotations
 
 from portaclass._lazy import keras
-from portaclass.train.callbacks import EpochHistoryCSV, RichProgress
+from portaclass.train.callbacks import (
+    EpochHistoryCSV,
+    PipelineFollowsEpoch,
+    ResumableEarlyStopping,
+    RichProgress,
+    RunCheckpoints,
+    StepBudget,
+    StopOnInterrupt,
+    StopOnNonFiniteLoss,
+)
+from portaclass.train.optim import classification_loss
 
 
-def learning_rate_schedule(learning_rate: float, schedule: str = "constant",
-                           total_steps: int | None = None):
-    """The optimizer's learning rate: a float (``constant``), or a Keras
-    ``CosineDecay`` to zero over ``total_steps`` (``cosine``), which steadies
-    the final epochs of short runs."""
-    if schedule == "cosine" and total_steps:
-        return keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
-    return learning_rate
+def compile_classifier(model, optimizer, *, one_hot: bool = False,
+                       label_smoothing: float = 0.0) -> None:
+    """``optimizer`` + cross-entropy + accuracy. Labels are class indices,
+    or with ``one_hot`` one-hot rows (MixUp/CutMix, label smoothing); the
+    metric is named ``accuracy`` either way. Under a ``mixed_float16``
+    policy Keras wraps the optimizer in a ``LossScaleOptimizer``."""
+    loss, accuracy = classification_loss(one_hot=one_hot, label_smoothing=label_smoothing)
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
 
 
-def compile_classifier(model, learning_rate=1e-3, *, soft_labels: bool = False) -> None:
-    """Adam + cross-entropy + accuracy. ``learning_rate`` is a float or a
-    Keras schedule (``learning_rate_schedule``).
+def fit_classifier(model, train, validation, *, run, state: dict, epochs: int,
+                   initial_epoch: int = 0, quiet: bool = False, history_extra: dict | None = None,
+                   step_budget: int | None = None, early_stopping: int | None = None,
+                   class_weight: dict | None = None, tensorboard: bool = False):
+    """``model.fit`` of one phase into ``run`` (a ``run.Run``).
 
-    Labels are class indices, or with ``soft_labels`` one-hot rows (MixUp and
-    CutMix blend them); accuracy is then against the dominant class. The
-    metric is named ``accuracy`` either way, so history.csv keeps its columns.
-    """
-    if soft_labels:
-        loss = keras.losses.CategoricalCrossentropy()
-        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy()
-        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[accuracy])
-
-
-def fit_classifier(model, train, validation, *, run, epochs: int, initial_epoch: int = 0,
-                   quiet: bool = False, history_extra: dict | None = None):
-    """``model.fit`` into ``run`` (a ``run.Run``): history.csv, a checkpoint
-    after every epoch (``checkpoints/last.keras``) and, unless quiet, progress bars.
+    Every epoch appends its row to history.csv, then writes
+    ``checkpoints/last.keras`` (and ``best.keras`` on a better
+    ``val_accuracy``) atomically with the resumable ``state``. A NaN or
+    infinite loss raises ``TrainingDiverged``; Ctrl-C raises
+    ``TrainingInterrupted`` at the end of the step in progress.
 
     Args:
         model: a compiled Keras model.
         train: a Keras-iterable dataset (``data.make_pipeline``).
         validation: the same for validation, or None.
         run: the run folder to write into.
-        epochs: epochs to train in this call.
-        initial_epoch: epochs already done (a second phase continues the count).
+        state: the run's resumable state, updated in place every epoch.
+        epochs: the epoch number this phase ends at (counting all phases).
+        initial_epoch: epochs already done (a second phase, or a resume).
         quiet: no progress bars.
         history_extra: columns written on every history row (``phase``).
+        step_budget: stop after this many steps of this call (``--steps``).
+        early_stopping: patience on ``val_loss``, or None.
+        class_weight: ``{class index: weight}`` for the loss, or None.
+        tensorboard: also write TensorBoard event files under RUN/tensorboard.
 
     Returns:
         Keras' ``History``.
     """
-    callbacks = [
-        EpochHistoryCSV(run, extra=history_extra),
-        keras.callbacks.ModelCheckpoint(run.checkpoints / "last.keras"),
-    ]
+    stopper = None
+    if early_stopping is not None:
+        stopper = ResumableEarlyStopping(early_stopping, counters=state.get("early_stopping"))
+    interrupt = StopOnInterrupt()
+    callbacks = [interrupt, PipelineFollowsEpoch(train), StopOnNonFiniteLoss(),
+                 EpochHistoryCSV(run, extra=history_extra)]
+    if stopper is not None:
+        callbacks.append(stopper)  # before the checkpoint, which records its counters
+    callbacks.append(RunCheckpoints(run, state, early_stopping=stopper))
+    if step_budget is not None:
+        callbacks.append(StepBudget(step_budget))
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.path / "tensorboard"),
+                                                     write_graph=False))
+    build_before_fit(model, train)
+    progress = None
     if not quiet:
-        callbacks.append(RichProgress(initial_epoch + epochs, _len_or_none(train)))
-    return model.fit(
-        train,
-        validation_data=validation,
-        epochs=initial_epoch + epochs,
-        initial_epoch=initial_epoch,
-        callbacks=callbacks,
-        verbose=0,
-    )
+        progress = RichProgress(epochs, _len_or_none(train))
+        callbacks.append(progress)
+    try:
+        # shuffle=False: the pipeline shuffles itself from (seed, epoch); Keras'
+        # own shuffle reorders a PyDataset's batches with Python's global
+        # random state, which a resumed run could not reproduce.
+        return model.fit(train, validation_data=validation, epochs=epochs,
+                         initial_epoch=initial_epoch, callbacks=callbacks, verbose=0,
+                         class_weight=class_weight, shuffle=False)
+    finally:
+        interrupt.restore_handler()
+        if progress is not None:
+            progress.close()
+
+
+def build_before_fit(model, train) -> None:
+    """Build the compiled loss, metrics and optimizer from one batch read
+    directly (``train[0]``).
+
+    Left to ``fit``, Keras builds them from a batch of the PyDataset's worker
+    queue; stopping that queue afterwards keeps every batch the workers had
+    prefetched in the old order, and the first epoch starts with them, as
+    many as thread timing allowed: same seed, different run. Built here,
+    ``fit`` skips that step and no worker starts early.
+    """
+    model._symbolic_build(data_batch=train[0])
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
 
 
 def _len_or_none(data):

@@ -1,28 +1,52 @@
 """``portaclass train``: dataset -> model -> one or two training phases -> run
-folder. The one place that wires data, models and fitting together."""
+folder, and ``--resume``. The one place that wires data, models and fitting
+together.
+
+A fresh run and a resumed one share ``TrainingSession``: the dataset, the
+model and the pipelines are rebuilt from the same options and seed either
+way, so a resumed run trains on exactly what the uninterrupted run would
+have; the checkpoint then supplies weights, optimizer state (the schedule's
+position comes with its iteration count), random seed states and counters.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from portaclass import layout
 from portaclass._lazy import LazyModule, backend
-from portaclass.data.augment import mixes_labels
 from portaclass.data.constants import BUILTINS
 from portaclass.data.loading import load_dataset
 from portaclass.data.run_files import append_decode_failures
-from portaclass.errors import RunError, UsageError
+from portaclass.errors import PortaclassError, RunError, UsageError
 from portaclass.models import Preprocessing, build_transfer_model, create_model, get_spec, unfreeze
 from portaclass.models.builder import head_dropout
 from portaclass.run import Run, check_run_dir_free
 from portaclass.train.options import TrainOptions
+from portaclass.train.precision import dtype_policy, resolve_precision
 
 # These modules subclass Keras classes, so importing them loads keras and the
 # framework: they are reached through lazy handles, once the options are checked.
 pipeline_module = LazyModule("portaclass.data.pipeline")
 fit_module = LazyModule("portaclass.train.fit")
+callbacks_module = LazyModule("portaclass.train.callbacks")
+checkpoint_module = LazyModule("portaclass.train.checkpoint")
+optim_module = LazyModule("portaclass.train.optim")
+lr_find_module = LazyModule("portaclass.train.lr_find")
+
+
+class TrainingFailed(PortaclassError):
+    """The loss diverged: exit code 1, the last good checkpoint kept."""
+
+    exit_code = 1
+
+
+class TrainingStopped(PortaclassError):
+    """Ctrl-C: exit code 130, the last complete epoch kept for --resume."""
+
+    exit_code = 130
 
 
 @dataclass
@@ -52,68 +76,266 @@ def run_training(options: TrainOptions, log=print, *, command: str = "train") ->
     preprocessing, size, channels = _input_spec(options)
     if options.out:
         check_run_dir_free(Path(options.out))
-    limit = {"max_pixels": options.max_image_pixels} if options.max_image_pixels else {}
-    dataset = load_dataset(options.data, size, channels=channels, val_split=options.val_split,
-                           test_split=options.test_split, seed=options.seed, **limit)
-    log(dataset.summary())
+    session = TrainingSession(options, log, preprocessing, size, channels, start)
+    session.load_data()
+    precision = resolve_precision(options.precision, log)
+    with dtype_policy(precision):
+        session.build_model()
+        prefix = f"{options.model}-{_dataset_label(options.data)}" if command == "train" else command
+        session.run = Run.create(options.out, prefix=prefix)
+        session.run.write_dataset_files(session.dataset)
+        session.make_pipelines()
+        learning_rate = session.find_learning_rate() if options.lr_find else options.learning_rate
+        session.write_config(command, precision=precision, precision_requested=options.precision,
+                             learning_rate=learning_rate)
+        session.run.write_env()
+        return session.train_and_finish(learning_rate)
 
-    backend.seed_everything(options.seed)
-    model, base = _build_model(options, len(dataset.class_names), (size, size, channels))
-    held_out = next((name for name in ("test", "val") if getattr(dataset, name) is not None), None)
-    prefix = f"{options.model}-{_dataset_label(options.data)}" if command == "train" else command
-    run = Run.create(options.out, prefix=prefix)
-    run.write_dataset_files(dataset)
-    run.write_config(
-        command=command,
-        options=options.resolved(image_size=size, channels=channels, dropout=head_dropout(model),
-                                 out=run.path),
-        data={"name": dataset.name, "root": str(dataset.root) if dataset.root else None,
-              "class_names": dataset.class_names, "held_out": held_out,
-              "counts": {name: len(split) for name, split in dataset.splits().items()}},
-        model={"name": options.model if not options.backbone else None, "backbone": options.backbone,
-               "input_shape": [size, size, channels], "preprocessing": preprocessing.to_dict(),
-               "head_dropout": head_dropout(model), "parameters": int(model.count_params())},
-    )
-    run.write_env()
 
-    channels_first = layout.data_format() == layout.CHANNELS_FIRST
-    # MixUp/CutMix train on soft labels: every split of the run then yields
-    # one-hot labels, since one compiled loss scores training and validation.
-    soft_labels = mixes_labels(options.augment)
+def resume_training(run_dir, *, given: dict | None = None, quiet: bool = False, log=print) -> TrainResult:
+    """Continue the unfinished run in ``run_dir`` from its last complete
+    epoch, with the options in its config.json. ``given`` are options the
+    caller named too: any that differ from the run's are one error naming them."""
+    start = time.perf_counter()
+    run = Run.open(run_dir)
+    if run.finished:
+        raise UsageError.for_option("resume", f"{run.path} has finished (metrics.json and model.keras "
+                                    "are written); start a new run instead")
+    options = _options_of(run, quiet)
+    _check_no_contradiction(run, options, given or {})
+    options.check()
+    checkpoint = run.checkpoints / "last.keras"
+    state = checkpoint_module.read_state(checkpoint) if checkpoint.is_file() else None
+    preprocessing, (size, _, channels) = run.preprocessing, run.input_shape
+    session = TrainingSession(options, log, preprocessing, size, channels, start, run=run)
+    session.load_data()
+    with dtype_policy(run.config["options"].get("precision", "float32")):
+        session.build_model()
+        session.make_pipelines()
+        epochs_done = state["epoch"] if state else 0
+        run.truncate_history(epochs_done)
+        log(f"resuming {run.path} after epoch {epochs_done} (phase {state['phase'] if state else 1})")
+        session.resumed_from = epochs_done
+        return session.train_and_finish(run.options["learning_rate"], checkpoint=checkpoint if state else None,
+                                        state=state)
 
-    def pipeline(split, train: bool):
-        return pipeline_module.make_pipeline(split, options.batch_size, preprocessing=preprocessing, image_size=size,
-                             channels=channels, augment=options.augment if train else "none",
-                             shuffle=train, seed=options.seed, resize=options.resize,
-                             channels_first=channels_first, one_hot=soft_labels, **limit)
 
-    train_data = pipeline(dataset.train, True)
-    val_data = pipeline(dataset.val, False) if dataset.val is not None else None
+@dataclass
+class TrainingSession:
+    """One run's data, model and pipelines, built identically for a fresh
+    run and a resumed one."""
 
-    phases = [(options.epochs, options.learning_rate)]
-    if options.fine_tune_epochs:
-        phases.append((options.fine_tune_epochs, options.fine_tune_lr))
-    done, history = 0, None
-    for phase, (epochs, learning_rate) in enumerate(phases, start=1):
-        if phase == 2:  # trainable flags change, so the model is compiled again
-            unfreeze(base, options.unfreeze, batchnorm=options.base_batchnorm)
-        rate = fit_module.learning_rate_schedule(learning_rate, options.schedule, epochs * len(train_data))
-        fit_module.compile_classifier(model, rate, soft_labels=soft_labels)
-        history = fit_module.fit_classifier(model, train_data, val_data, run=run, epochs=epochs,
-                                 initial_epoch=done, quiet=options.quiet,
-                                 history_extra={"phase": phase})
-        done += epochs
-    model.save(run.model_path)
+    options: TrainOptions
+    log: object
+    preprocessing: Preprocessing
+    size: int
+    channels: int
+    start: float
+    run: Run | None = None
+    dataset: object = None
+    model: object = None
+    base: object = None
+    train_data: object = None
+    val_data: object = None
+    resumed_from: int | None = None
+    limit: dict = field(default_factory=dict)
 
-    metrics = _score(model, dataset, held_out, history, pipeline)
-    # Files that broke after the pre-pass (changed on disk mid-run) were
-    # replaced in their batch; they join skipped.csv now.
-    failures = train_data.decode_failures + (val_data.decode_failures if val_data else [])
-    late = append_decode_failures(run.path, failures)
-    metrics.update({"backend": backend.NAME, "skipped_files": len(dataset.skipped) + late,
-                    "seconds": round(time.perf_counter() - start, 2)})
-    run.write_metrics(metrics)
-    return TrainResult(run.path, backend.NAME, metrics)
+    def load_data(self) -> None:
+        options = self.options
+        self.limit = {"max_pixels": options.max_image_pixels} if options.max_image_pixels else {}
+        self.dataset = load_dataset(options.data, self.size, channels=self.channels,
+                                    val_split=options.val_split, test_split=options.test_split,
+                                    seed=options.seed, **self.limit)
+        self.log(self.dataset.summary())
+
+    def build_model(self) -> None:
+        options = self.options
+        backend.seed_everything(options.seed, deterministic=options.deterministic)
+        shape = (self.size, self.size, self.channels)
+        num_classes = len(self.dataset.class_names)
+        if options.transfer:
+            self.model, self.base = build_transfer_model(
+                options.backbone or options.model, num_classes, shape, weights=options.weights,
+                dropout=options.dropout, seed=options.seed, batchnorm=options.base_batchnorm)
+        else:
+            self.model = create_model(options.model, num_classes, shape, weights=options.weights,
+                                      seed=options.seed, dropout=options.dropout)
+
+    def pipeline(self, split, train: bool):
+        options = self.options
+        return pipeline_module.make_pipeline(
+            split, options.batch_size, preprocessing=self.preprocessing, image_size=self.size,
+            channels=self.channels, augment=options.augment if train else "none", shuffle=train,
+            seed=options.seed, resize=options.resize,
+            channels_first=layout.data_format() == layout.CHANNELS_FIRST,
+            # MixUp/CutMix and label smoothing train on one-hot rows: every
+            # split yields them, since one compiled loss scores all splits.
+            one_hot=options.mixes_or_smooths_labels,
+            # one decoding thread: batches in the same order every run
+            workers=1 if options.deterministic else None, **self.limit)
+
+    def make_pipelines(self) -> None:
+        self.train_data = self.pipeline(self.dataset.train, True)
+        self.val_data = self.pipeline(self.dataset.val, False) if self.dataset.val is not None else None
+
+    @property
+    def held_out(self) -> str | None:
+        return next((name for name in ("test", "val") if getattr(self.dataset, name) is not None), None)
+
+    def compile(self, learning_rate, plan=None) -> None:
+        """Compile with the run's optimizer; ``plan`` (a PhasePlan) turns the
+        learning rate into the run's schedule."""
+        options = self.options
+        rate = learning_rate
+        if plan is not None:
+            rate = optim_module.learning_rate_schedule(options.schedule, plan, step_size=options.step_size,
+                                                       gamma=options.gamma)
+        optimizer = optim_module.make_optimizer(options.optimizer, rate, momentum=options.momentum,
+                                                nesterov=options.nesterov,
+                                                weight_decay=options.weight_decay,
+                                                clip_norm=options.clip_norm)
+        fit_module.compile_classifier(self.model, optimizer, one_hot=options.mixes_or_smooths_labels,
+                                      label_smoothing=options.label_smoothing)
+
+    def find_learning_rate(self) -> float:
+        """The range test (``train.lr_find``); its plot and numbers go into the
+        run. Returns the learning rate to train with."""
+        result = lr_find_module.find_learning_rate(self.model, self.pipeline(self.dataset.train, True),
+                                    compile_model=lambda model, lr: self.compile(lr))
+        result.write(self.run.path)
+        self.log(f"lr-find: suggested learning rate {result.suggestion:.3g} (lr_find.png)")
+        return result.suggestion if self.options.learning_rate == "auto" else self.options.learning_rate
+
+    def write_config(self, command: str, **ran) -> None:
+        options, dataset, model = self.options, self.dataset, self.model
+        self.run.write_config(
+            command=command,
+            options=options.resolved(image_size=self.size, channels=self.channels,
+                                     dropout=head_dropout(model), out=str(self.run.path),
+                                     epochs=options.epochs_for(len(self.train_data)), **ran),
+            data={"name": dataset.name, "root": str(dataset.root) if dataset.root else None,
+                  "class_names": dataset.class_names, "held_out": self.held_out,
+                  "counts": {name: len(split) for name, split in dataset.splits().items()}},
+            model={"name": options.model if not options.backbone else None,
+                   "backbone": options.backbone,
+                   "input_shape": [self.size, self.size, self.channels],
+                   "preprocessing": self.preprocessing.to_dict(),
+                   "head_dropout": head_dropout(model), "parameters": int(model.count_params())},
+        )
+
+    def phase_plans(self, learning_rate: float) -> list:
+        options, per_epoch = self.options, len(self.train_data)
+        epochs = options.epochs_for(per_epoch)
+        plans = [optim_module.PhasePlan(
+            learning_rate=learning_rate, steps_per_epoch=per_epoch, epochs=epochs,
+            total_steps=options.steps or epochs * per_epoch,
+            warmup_steps=int(round(options.warmup_epochs * per_epoch)))]
+        if options.fine_tune_epochs:
+            plans.append(optim_module.PhasePlan(
+                learning_rate=options.fine_tune_lr, steps_per_epoch=per_epoch,
+                epochs=options.fine_tune_epochs, total_steps=options.fine_tune_epochs * per_epoch))
+        return plans
+
+    def train_and_finish(self, learning_rate: float, *, checkpoint: Path | None = None,
+                         state: dict | None = None) -> TrainResult:
+        options = self.options
+        state = dict(state or {"phase": 1, "epoch": 0})
+        class_weight = None
+        if options.class_weight == "balanced":
+            class_weight = optim_module.balanced_class_weights(self.dataset.train.labels,
+                                                               len(self.dataset.class_names))
+        history, phase_end, fits = None, 0, []
+        try:
+            for phase, plan in enumerate(self.phase_plans(learning_rate), start=1):
+                phase_start, phase_end = phase_end, phase_end + plan.epochs
+                if phase < state["phase"]:
+                    continue
+                if phase == 2:  # trainable flags change, so the model is compiled again
+                    unfreeze(self.base, options.unfreeze, batchnorm=options.base_batchnorm)
+                self.compile(plan.learning_rate, plan)
+                if checkpoint is not None and phase == state["phase"]:
+                    fit_module.build_before_fit(self.model, self.train_data)
+                    checkpoint_module.load_checkpoint(self.model, checkpoint)
+                    if state.get("stopped_early"):
+                        continue  # early stopping had ended this phase
+                initial = max(phase_start, state["epoch"] if phase == state["phase"] else phase_start)
+                state.update(phase=phase, stopped_early=False)
+                budget = None
+                if phase == 1 and options.steps is not None:
+                    budget = options.steps - (initial - phase_start) * plan.steps_per_epoch
+                fit_started = time.perf_counter()
+                history = fit_module.fit_classifier(
+                    self.model, self.train_data, self.val_data, run=self.run, state=state,
+                    epochs=phase_end, initial_epoch=initial, quiet=options.quiet,
+                    history_extra={"phase": phase}, step_budget=budget,
+                    early_stopping=options.early_stopping, class_weight=class_weight,
+                    tensorboard=options.tensorboard)
+                fits.append(time.perf_counter() - fit_started)
+        except callbacks_module.TrainingDiverged as diverged:
+            raise TrainingFailed(
+                f"loss became {diverged.loss} at epoch {diverged.epoch}, step {diverged.step} "
+                f"(learning rate {diverged.learning_rate:.3g}: too high? try --lr-find); "
+                f"{self._kept(state)}") from None
+        except callbacks_module.TrainingInterrupted as interrupted:
+            step = f", step {interrupted.step}" if interrupted.step else ""
+            raise TrainingStopped(f"interrupted at epoch {interrupted.epoch}{step}; "
+                                  f"{self._kept(state)}") from None
+        return self._finish(history, fits)
+
+    def _kept(self, state: dict) -> str:
+        if not state.get("epoch"):
+            return f"no epoch was complete; to start again: portaclass train --resume {self.run.path}"
+        return (f"the checkpoint of epoch {state['epoch']} is kept: "
+                f"portaclass train --resume {self.run.path}")
+
+    def _finish(self, history, fits: list[float]) -> TrainResult:
+        run = self.run
+        checkpoint_module.save_inference_model(self.model, run.model_path)
+        metrics = _score(self.model, self.dataset, self.held_out, history, self.pipeline)
+        # Files that broke after the pre-pass (changed on disk mid-run) were
+        # replaced in their batch; they join skipped.csv now.
+        failures = self.train_data.decode_failures + (self.val_data.decode_failures if self.val_data else [])
+        late = append_decode_failures(run.path, failures)
+        seconds = time.perf_counter() - self.start
+        in_epochs = sum(float(r.get("epoch_seconds") or 0) for r in run.history()[self.resumed_from or 0:])
+        metrics.update({
+            "backend": backend.NAME, "skipped_files": len(self.dataset.skipped) + late,
+            "seconds": round(seconds, 2), "seconds_in_epochs": round(in_epochs, 2),
+            "seconds_outside_epochs": round(seconds - in_epochs, 2),
+            "peak_rss_bytes": backend.peak_memory("cpu"),
+        })
+        if backend.has_gpu():
+            metrics["peak_gpu_bytes"] = backend.peak_memory("gpu")
+        if self.resumed_from is not None:
+            metrics["resumed_after_epoch"] = self.resumed_from
+        run.write_metrics(metrics)
+        return TrainResult(run.path, backend.NAME, metrics)
+
+
+def _options_of(run: Run, quiet: bool) -> TrainOptions:
+    """The TrainOptions a run ran with, from its config.json (the recorded
+    epochs are derived when the run had a step budget)."""
+    known = {f.name for f in fields(TrainOptions)}
+    values = {k: v for k, v in run.options.items() if k in known and v is not None}
+    if values.get("steps") is not None:
+        values.pop("epochs", None)
+    values.update(out=str(run.path), quiet=quiet, lr_find=False)
+    return TrainOptions(**values)
+
+
+def _check_no_contradiction(run: Run, options: TrainOptions, given: dict) -> None:
+    """UsageError naming the options in ``given`` that differ from the run's."""
+    normalised = dict(given)
+    if "learning_rate" in normalised:  # "1e-3" from the command line is 0.001
+        normalised["learning_rate"] = TrainOptions(data="-", learning_rate=given["learning_rate"]).learning_rate
+    clashes = [name for name, value in normalised.items()
+               if name not in ("quiet", "out", "lr_find") and run.options.get(name) != value
+               and getattr(options, name, None) != value]
+    if given.get("out") is not None:
+        clashes.insert(0, "out")
+    if clashes:
+        raise UsageError.for_option(clashes[0], f"differs from the run being resumed ({run.path}): "
+                                    f"{', '.join(clashes)} must stay as the run had them")
 
 
 def _dataset_label(data: str) -> str:
@@ -137,19 +359,6 @@ def _input_spec(options: TrainOptions) -> tuple[Preprocessing, int, int]:
         raise UsageError.for_option("image_size", f"{options.image_size} differs from the backbone's "
                                     f"input size {size}")
     return earlier.preprocessing, size, channels
-
-
-def _build_model(options: TrainOptions, num_classes: int, input_shape):
-    """(model, base): base is the frozen backbone of a transfer run, else None."""
-    if options.transfer:
-        return build_transfer_model(
-            options.backbone or options.model, num_classes, input_shape,
-            weights=options.weights, dropout=options.dropout, seed=options.seed,
-            batchnorm=options.base_batchnorm,
-        )
-    model = create_model(options.model, num_classes, input_shape, weights=options.weights,
-                         seed=options.seed, dropout=options.dropout)
-    return model, None
 
 
 def _score(model, dataset, held_out: str | None, history, pipeline) -> dict:

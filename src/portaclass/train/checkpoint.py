@@ -1,0 +1,103 @@
+"""Crash-safe checkpoints a run can resume from.
+
+A checkpoint is an ordinary ``.keras`` file (model, optimizer state with its
+iteration count, so the learning-rate schedule continues where it was) with
+one more archive member, ``portaclass/state.json``: the epoch counter, the
+phase, the best validation score so far, early stopping's counters and the
+state of every random seed generator (Keras does not save those, and Dropout
+draws from them). Keras ignores the extra member, so the file still loads with
+plain ``keras.saving.load_model``.
+
+Each write goes to a temporary file in the same folder, which is then renamed
+over the old one (``os.replace`` is atomic on POSIX and Windows): a crash or a
+kill at any moment leaves either the previous checkpoint or the new one,
+never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+from portaclass._lazy import backend, keras
+from portaclass.errors import RunError
+
+STATE_MEMBER = "portaclass/state.json"
+
+
+def write_keras_atomic(model, path: Path, *, extra: dict | None = None) -> Path:
+    """``model.save(path)`` through a temporary file in the same folder;
+    ``extra`` is stored as the ``portaclass/state.json`` archive member."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        if extra is not None:
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(STATE_MEMBER, json.dumps(extra, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save_inference_model(model, path: Path) -> Path:
+    """The trained model without optimizer or compile state: what users ship
+    (about half the size of a checkpoint with Adam's two moments)."""
+    bare = keras.Model(model.inputs, model.outputs, name=model.name)
+    return write_keras_atomic(bare, path)
+
+
+def read_state(path: Path) -> dict:
+    """The ``portaclass/state.json`` of a checkpoint; RunError when the file
+    is missing, is not a checkpoint of ours, or is damaged."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path} not found: the run has no complete checkpoint to resume from")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(STATE_MEMBER))
+    except KeyError:
+        raise RunError(f"{path} is a .keras file without portaclass' training state: "
+                       "not a checkpoint this version can resume") from None
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise RunError(f"{path} is damaged ({error}); it cannot be resumed") from None
+
+
+def seed_generator_states(model) -> list[list[int]]:
+    """The state of every random seed generator of ``model`` (Dropout,
+    random augmentation layers), in layer order."""
+    return [backend.to_numpy(generator.state).astype("int64").tolist()
+            for generator in _seed_generators(model)]
+
+
+def restore_seed_generator_states(model, states: list) -> None:
+    generators = _seed_generators(model)
+    if len(generators) != len(states):
+        raise RunError(f"the checkpoint has {len(states)} random seed states but the model "
+                       f"has {len(generators)}: it was built differently")
+    for generator, state in zip(generators, states):
+        generator.state.assign(keras.ops.convert_to_tensor(state, dtype=generator.state.dtype))
+
+
+def load_checkpoint(model, path: Path) -> dict:
+    """Weights, optimizer state (when the model's optimizer is built) and
+    seed generator states from ``path`` into ``model``; returns the state."""
+    state = read_state(path)
+    model.load_weights(path)
+    restore_seed_generator_states(model, state.get("seed_generators", []))
+    backend.set_rng_state(state.get("framework_rng", {}))
+    return state
+
+
+def _seed_generators(model) -> list:
+    found, seen = [], set()
+    for layer in model._flatten_layers(include_self=True):
+        for generator in getattr(layer, "_seed_generators", []):
+            if id(generator) not in seen:
+                seen.add(id(generator))
+                found.append(generator)
+    return found
