@@ -21,7 +21,7 @@ def subprocess_env(backend: str, **extra: str) -> dict:
     """This process's environment with ``KERAS_BACKEND`` set to ``backend``
     (and ``PORTACLASS_BACKEND`` removed, which would override it)."""
     env = {k: v for k, v in os.environ.items() if k != "PORTACLASS_BACKEND"}
-    env.update({"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", **extra})
+    env.update({"KERAS_BACKEND": backend, **extra})
     return env
 
 

@@ -1,7 +1,7 @@
 """One validator per kind of value, shared by every command and function.
 
 Each takes the Python name of the argument it checks, so its error can name
-it (the CLI turns the name into a flag: ``errors.UsageError.with_flag``), and
+it (the CLI turns the name into a flag: ``errors.UsageError.with_flags``), and
 none imports a framework: options are checked before keras loads.
 """
 

@@ -61,8 +61,8 @@ def handle_errors(command):
             if debug:
                 raise
             message = str(error)
-            if isinstance(error, UsageError) and error.option:
-                message = error.with_flag(flag_of(error.option))
+            if isinstance(error, UsageError):
+                message = error.with_flags(flag_of)
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:

@@ -99,10 +99,10 @@ def use_backend(name: str | None = None) -> str:
             f"or set KERAS_BACKEND={backend} before starting Python"
         )
     os.environ["KERAS_BACKEND"] = backend
-    if backend == "tensorflow":
-        # TensorFlow's C++ start-up banner (oneDNN, CPU features) drowns the
-        # CLI's output; the user's own setting wins.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ start-up banner (CPU features, absl) drowns the CLI's
+    # output, on its own backend or when --tensorboard loads it under another;
+    # the user's own setting wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _chosen = backend
     return backend
 

@@ -6,6 +6,8 @@ one line on stderr and exits with code 2 (``--debug`` shows the traceback).
 
 from __future__ import annotations
 
+import re
+
 
 class PortaclassError(Exception):
     """Base class: a problem the user can fix, reported as one line."""
@@ -30,12 +32,10 @@ class UsageError(PortaclassError):
         """``UsageError.for_option("augment", "must be ...")`` -> "`augment` must be ..."."""
         return cls(f"`{option}` {problem}", option=option)
 
-    def with_flag(self, flag: str) -> str:
-        """The message with the argument name replaced by a CLI flag."""
-        text = str(self)
-        if self.option and text.startswith(f"`{self.option}`"):
-            return flag + text[len(self.option) + 2:]
-        return text
+    def with_flags(self, flag_of) -> str:
+        """The message with every `argument` name in backticks replaced by
+        its CLI flag, ``flag_of(name)``."""
+        return re.sub(r"`(\w+)`", lambda match: flag_of(match.group(1)), str(self))
 
 
 class DataError(PortaclassError):

@@ -60,9 +60,10 @@ def test_existing_run_folder_is_never_overwritten(full_run):
         run_quickstart(out=str(full_run.run_dir), epochs=1, quiet=True)
 
 
-def test_quiet_cli_prints_only_the_final_line(tmp_path, backend_name):
+def test_quiet_cli_prints_only_the_final_line_and_no_framework_noise(tmp_path, backend_name):
     result = run_cli(["quickstart", "--epochs", "1", "--quiet", "--out", str(tmp_path / "run")],
                      backend_name)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{backend_name}: held-out accuracy")
+    assert result.stderr == ""  # no framework banners, warnings or log lines

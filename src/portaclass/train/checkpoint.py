@@ -44,6 +44,14 @@ def write_keras_atomic(model, path: Path, *, extra: dict | None = None) -> Path:
     return path
 
 
+def remove_partial_writes(folder: Path) -> list[Path]:
+    """Delete temporary files a killed process left mid-write in ``folder``."""
+    leftovers = sorted(Path(folder).glob(".*.tmp*.keras"))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
 def save_inference_model(model, path: Path) -> Path:
     """The trained model without optimizer or compile state: what users ship
     (about half the size of a checkpoint with Adam's two moments)."""

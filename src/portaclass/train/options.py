@@ -59,7 +59,8 @@ class TrainOptions:
         None, "Training budget in optimizer steps instead of epochs (phase 1); the last epoch stops "
         "at exactly this many steps.")
     learning_rate: float | str = option(
-        1e-3, "Learning rate, or auto: the suggestion of a learning-rate range test (--lr-find).",
+        1e-3, "Learning rate, or auto: run the learning-rate range test (--lr-find) and train with "
+        "its suggestion.",
         flag="--lr", cli_type=str)
     optimizer: str = option("adam", "Optimizer: adam, adamw or sgd (with --momentum, --nesterov).")
     momentum: float = option(0.9, "Momentum of sgd.")
@@ -127,6 +128,10 @@ class TrainOptions:
         return bool(self.backbone or self.freeze_base or self.fine_tune_epochs)
 
     @property
+    def runs_lr_find(self) -> bool:
+        return self.lr_find or self.learning_rate == "auto"
+
+    @property
     def mixes_or_smooths_labels(self) -> bool:
         """Whether training labels are one-hot rows (MixUp/CutMix, label smoothing)."""
         return self.augment == "strong" or self.label_smoothing > 0
@@ -155,8 +160,6 @@ class TrainOptions:
         checks.channels("channels", self.channels)
         if self.learning_rate != "auto":
             checks.positive("learning_rate", self.learning_rate)
-        elif not self.lr_find:
-            raise UsageError.for_option("learning_rate", "auto needs the range test: add lr_find")
         checks.positive("fine_tune_lr", self.fine_tune_lr)
         checks.choice("optimizer", self.optimizer, OPTIMIZERS)
         checks.fraction("momentum", self.momentum)

@@ -85,7 +85,7 @@ def run_training(options: TrainOptions, log=print, *, command: str = "train") ->
         session.run = Run.create(options.out, prefix=prefix)
         session.run.write_dataset_files(session.dataset)
         session.make_pipelines()
-        learning_rate = session.find_learning_rate() if options.lr_find else options.learning_rate
+        learning_rate = session.find_learning_rate() if options.runs_lr_find else options.learning_rate
         session.write_config(command, precision=precision, precision_requested=options.precision,
                              learning_rate=learning_rate)
         session.run.write_env()
@@ -105,6 +105,7 @@ def resume_training(run_dir, *, given: dict | None = None, quiet: bool = False, 
     _check_no_contradiction(run, options, given or {})
     options.check()
     checkpoint = run.checkpoints / "last.keras"
+    checkpoint_module.remove_partial_writes(run.checkpoints)
     state = checkpoint_module.read_state(checkpoint) if checkpoint.is_file() else None
     preprocessing, (size, _, channels) = run.preprocessing, run.input_shape
     session = TrainingSession(options, log, preprocessing, size, channels, start, run=run)
@@ -334,8 +335,9 @@ def _check_no_contradiction(run: Run, options: TrainOptions, given: dict) -> Non
     if given.get("out") is not None:
         clashes.insert(0, "out")
     if clashes:
+        names = ", ".join(f"`{name}`" for name in clashes)
         raise UsageError.for_option(clashes[0], f"differs from the run being resumed ({run.path}): "
-                                    f"{', '.join(clashes)} must stay as the run had them")
+                                    f"{names} must stay as the run had them")
 
 
 def _dataset_label(data: str) -> str:
