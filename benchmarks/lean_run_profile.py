@@ -53,16 +53,25 @@ PACKAGES_OF_INTEREST = ("keras", "torch", "jax", "jaxlib", "tensorflow", "numpy"
 # -- the instrumented child ------------------------------------------------------
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS so far (VmHWM), MB."""
+    with open("/proc/self/status") as f:
+        line = next((line for line in f if line.startswith("VmHWM:")), "VmHWM: 0 kB")
+    return int(line.split()[1]) / 1024
+
+
 class PhaseTimer:
     """Wall time per label, accumulated over the calls of wrapped functions."""
 
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: Counter = Counter()
+        self.peaks: list[tuple[str, float]] = []  # (label, peak RSS so far in MB) after each call
 
     def add(self, label: str, seconds: float) -> None:
         self.seconds[label] += seconds
         self.calls[label] += 1
+        self.peaks.append((label, peak_rss_mb()))
 
     def wrap(self, owner, attr: str, label, *, static: bool = False) -> None:
         """Replace ``owner.attr`` by a timed version; ``label`` is a string or
@@ -129,6 +138,13 @@ def after_load(name: str, timer: PhaseTimer) -> None:
 
         timer.wrap(fit, "compile_classifier", "compile")
         timer.wrap(fit, "fit_classifier", "fit_classifier")
+        on_epoch_end = fit.EpochHistoryCSV.on_epoch_end
+
+        def mark_epoch_end(self, epoch, logs=None):  # a peak mark only: epochs are timed by history.csv
+            on_epoch_end(self, epoch, logs)
+            timer.peaks.append((f"epoch {epoch + 1} (training + validation)", peak_rss_mb()))
+
+        fit.EpochHistoryCSV.on_epoch_end = mark_epoch_end
 
 
 def child(args) -> None:
@@ -150,7 +166,7 @@ def child(args) -> None:
     timer.add("cli.main", time.perf_counter() - cli_start)
     loaded = [m for m in ("keras", "torch", "jax", "tensorflow", "matplotlib") if sys.modules.get(m)]
     print(json.dumps({"seconds": timer.seconds, "calls": timer.calls, "in_process_s": time.perf_counter() - start,
-                      "modules_loaded": loaded}))
+                      "modules_loaded": loaded, "peaks_mb": timer.peaks}))
 
 
 # -- the parent: run the child, read its phases and the import times ---------------
@@ -267,6 +283,12 @@ def main() -> None:
         if package in PACKAGES_OF_INTEREST or own[package] > 0.1:
             print(f"| {package} | {own[package]:.2f} | {importer.get(package, '')} |")
     print(f"| all imports | {sum(own.values()):.2f} | |")
+    print("\n| peak RSS after (in call order; rises only) | MB | + MB |\n| --- | ---: | ---: |")
+    previous = 0.0
+    for label, peak_mb in report["peaks_mb"]:
+        if peak_mb - previous >= 20:
+            print(f"| {label} | {peak_mb:.0f} | {peak_mb - previous:.0f} |")
+            previous = peak_mb
     print(f"\nmodel files: {', '.join(f'{k} {v / 1e6:.0f} MB' for k, v in sizes.items())}")
     print(json.dumps({"wall_s": round(wall, 2), "outside_epochs_s": round(outside, 2), "epochs_s": epochs,
                       "peak_rss_gb": round(peak / 1e9, 3), "phases_s": {k: round(v, 3) for k, v in seconds.items()},

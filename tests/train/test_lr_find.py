@@ -35,10 +35,12 @@ def variable_bytes(model) -> list[tuple[str, bytes]]:
 
 @pytest.fixture(scope="module")
 def shapes_batches():
+    from portaclass import layout
     from portaclass.data import load_dataset, make_pipeline
 
     dataset = load_dataset("shapes", 16, val_split=0.1, test_split=0.0, seed=0)
-    return make_pipeline(dataset.train, 32, image_size=16, workers=2)
+    return make_pipeline(dataset.train, 32, image_size=16, workers=2,
+                         channels_first=layout.data_format() == layout.CHANNELS_FIRST)
 
 
 @pytest.fixture(scope="module")
