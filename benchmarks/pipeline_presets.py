@@ -1,9 +1,11 @@
-"""portaclass' input pipeline per augmentation preset: images/s for one epoch
-over the photo-like JPEGs of ``data_pipeline.py`` (decode, resize to 224,
-augment, normalise), each preset in a fresh interpreter, presets interleaved,
-median of the repeats.
+"""portaclass' input pipeline per augmentation preset and backend: images/s
+for one epoch over the photo-like JPEGs of ``data_pipeline.py`` (decode,
+resize to 224, augment, normalise), read as ``model.fit`` reads it (Keras'
+PyDatasetAdapter, worker threads). Each (backend, preset) runs in a fresh
+interpreter, all of them interleaved round by round; the table gives the
+median of the rounds and its ratio to ``light`` on the same backend.
 
-    python benchmarks/pipeline_presets.py --count 500 --repeats 3 --backend torch
+    python benchmarks/pipeline_presets.py --count 500 --repeats 3
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -19,6 +22,7 @@ from pathlib import Path
 from data_pipeline import BATCH_SIZE, IMAGE_SIZE, run_rounds, write_photos
 
 PRESETS = ("light", "standard", "strong")
+BACKENDS = ("tensorflow", "torch", "jax")
 
 
 def measure(folder: Path, preset: str) -> float:
@@ -38,8 +42,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--backend", default="torch")
-    parser.add_argument("--presets", default=",".join(PRESETS))
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--presets", default=",".join(PRESETS), help="light is always measured")
     parser.add_argument("--cache-dir", type=Path,
                         default=Path(os.path.expanduser("~/.cache/portaclass/bench-photos")))
     parser.add_argument("--measure", help=argparse.SUPPRESS)
@@ -49,11 +53,21 @@ def main() -> None:
         print(json.dumps({"images_per_s": measure(folder, args.measure)}))
         return
     write_photos(folder, args.count)
-    presets = args.presets.split(",")
-    results = run_rounds(__file__, args, {p: (p, args.backend) for p in presets})
-    print(f"\n{args.count} JPEGs -> {IMAGE_SIZE} px, {args.backend} backend, {os.cpu_count()} CPU cores")
-    for preset, rates in results.items():
-        print(f"| {preset} | {statistics.median(rates):.1f} |")
+    backends = args.backends.split(",")
+    presets = ["light"] + [p for p in args.presets.split(",") if p != "light"]
+    jobs = {f"{backend} {preset}": (preset, backend) for backend in backends for preset in presets}
+    results = run_rounds(__file__, args, jobs)
+    medians = {name: statistics.median(rates) for name, rates in results.items()}
+    print(f"\n{args.count} JPEGs -> {IMAGE_SIZE} px, batch {BATCH_SIZE}, median of {args.repeats} rounds; "
+          f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}")
+    print("| preset | " + " | ".join(f"{b} images/s | vs light" for b in backends) + " |")
+    print("|---|" + "---:|---:|" * len(backends))
+    for preset in presets:
+        cells = [f"{medians[f'{b} {preset}']:.1f} | {medians[f'{b} {preset}'] / medians[f'{b} light']:.2f}x"
+                 for b in backends]
+        print(f"| `{preset}` | " + " | ".join(cells) + " |")
+    print("\nper round (images/s): " + "; ".join(
+        f"{name} " + " / ".join(f"{r:.1f}" for r in rates) for name, rates in results.items()))
 
 
 if __name__ == "__main__":

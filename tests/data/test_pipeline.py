@@ -18,7 +18,7 @@ from portaclass.data import (
 )
 from portaclass.errors import UsageError
 from portaclass.models import Preprocessing
-from tests.helpers import run_python, run_python_json
+from tests.helpers import on_each_backend, run_python, run_python_json
 
 AUGMENTING = ("light", "standard", "strong")
 
@@ -206,44 +206,60 @@ def test_pipeline_crops_each_image_of_a_batch_at_its_own_offset():
     assert set(tops) == {0, 1, 2} and set(lefts) == {0, 1, 2}
 
 
+def epoch_through_keras(pipeline, epochs=2):
+    """Each epoch's batches as ``model.fit`` reads a PyDataset: Keras'
+    adapter, worker threads when ``workers > 1``, ``on_epoch_end`` between."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    adapter = PyDatasetAdapter(pipeline, shuffle=False)
+    seen = []
+    for _ in range(epochs):
+        seen.append([(np.asarray(x), np.asarray(y)) for x, y in adapter.get_numpy_iterator()])
+        adapter.on_epoch_end()
+    return seen
+
+
+def test_worker_threads_change_no_batch(folder_dataset):
+    def run(workers):
+        pipeline = make_pipeline(folder_dataset.train, 8, image_size=16, augment="strong", seed=5,
+                                 workers=workers)
+        return epoch_through_keras(pipeline)
+
+    for epoch_one, epoch_three in zip(run(1), run(3)):
+        for (x1, y1), (x3, y3) in zip(epoch_one, epoch_three):
+            np.testing.assert_array_equal(x1, x3)
+            np.testing.assert_array_equal(y1, y3)
+
+
 REPLAY = """
 import hashlib, json
-from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 from portaclass.data import from_directory, make_pipeline
+from tests.data.test_pipeline import epoch_through_keras
 
 dataset = from_directory({root!r}, val_split=0, test_split=0, cache_dir={cache!r})
 hashes = {{}}
 for preset in {presets!r}:
-    for seed in (0, 1):
-        pipeline = make_pipeline(dataset.train, 8, image_size=16, augment=preset, seed=seed,
-                                 workers={workers})
-        adapter = PyDatasetAdapter(pipeline, shuffle=False)  # how model.fit reads a PyDataset
-        epochs = []
-        for epoch in range(2):
-            epochs.append([hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
-                           for x, y in adapter.get_numpy_iterator()])
-            adapter.on_epoch_end()
-        hashes[f"{{preset}} seed {{seed}}"] = epochs
+    pipeline = make_pipeline(dataset.train, 8, image_size=16, augment=preset, seed=0, workers={workers})
+    hashes[preset] = [[hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest() for x, y in epoch]
+                      for epoch in epoch_through_keras(pipeline)]
 print(json.dumps(hashes))
 """
 
 
-def test_batches_are_bit_identical_across_processes_for_one_or_two_workers(backend_name, shapes_dir,
-                                                                          tmp_path):
-    """Pixels and labels of every batch, hashed in two fresh processes: one
-    reading with 1 worker (the main thread), one with 2 worker threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def replay(workers):
-        code = REPLAY.format(root=str(shapes_dir), cache=str(tmp_path / f"cache{workers}"),
+@pytest.mark.cross
+def test_batches_are_bit_identical_across_processes_worker_counts_and_backends(shapes_dir, tmp_path):
+    """Pixels and labels of every batch of two epochs, hashed in fresh
+    processes: on each backend one reads with 1 worker (the main thread),
+    one with 2 worker threads. No framework touches a batch, so all agree."""
+    def replay(backend, workers):
+        code = REPLAY.format(root=str(shapes_dir), cache=str(tmp_path / f"cache-{backend}-{workers}"),
                              presets=AUGMENTING, workers=workers)
-        return run_python_json(code, backend_name, timeout=240)
+        return run_python_json(code, backend, timeout=300)
 
-    with ThreadPoolExecutor(2) as pool:
-        one_worker, two_workers = pool.map(replay, (1, 2))
-    assert one_worker == two_workers
-    for preset in AUGMENTING:
-        epoch_0, epoch_1 = one_worker[f"{preset} seed 0"]
+    runs = on_each_backend(lambda backend: [replay(backend, workers) for workers in (1, 2)])
+    for backend, (one_worker, two_workers) in runs.items():
+        assert one_worker == two_workers, backend
+    assert runs["tensorflow"][0] == runs["torch"][0] == runs["jax"][0]
+    for preset, (epoch_0, epoch_1) in runs["torch"][0].items():
         assert len(epoch_0) == 5 and len(set(epoch_0)) == 5
-        assert not set(epoch_0) & set(epoch_1)  # a new epoch draws anew
-        assert not set(epoch_0) & set(one_worker[f"{preset} seed 1"][0])  # and so does a new seed
+        assert not set(epoch_0) & set(epoch_1), preset  # a new epoch draws anew

@@ -177,11 +177,11 @@ class Augmenter:
         return self.tone(self.warp(image, plan), plan)
 
     def mix(self, images: np.ndarray, labels, epoch: int, batch_index: int) -> tuple[np.ndarray, np.ndarray]:
-        """MixUp or CutMix of batch ``batch_index`` of ``epoch``: float32
-        images and soft labels. Presets that do not mix return the labels as
-        they are."""
+        """MixUp or CutMix of batch ``batch_index`` of ``epoch``: the images
+        (their dtype kept) and soft labels. Presets that do not mix return
+        both as they are."""
         if not self.soft_labels:
-            return np.asarray(images, dtype=np.float32), labels
+            return images, labels
         if not self.num_classes:
             raise UsageError(f"the {self.preset!r} preset mixes labels: "
                              "give Augmenter the number of classes")
@@ -193,6 +193,9 @@ class Augmenter:
         """In-memory NHWC images (0..255, at ``input_size``) through the
         per-image part of the preset, as the pipeline applies it to images
         ``indices`` (default 0, 1, ...) of ``epoch``: float32 NHWC."""
+        return self._transform(images, epoch, indices).astype(np.float32)
+
+    def _transform(self, images, epoch: int, indices) -> np.ndarray:
         images = _as_uint8(images)
         indices = range(len(images)) if indices is None else indices
         out = []
@@ -202,7 +205,7 @@ class Augmenter:
             if plan is not None and plan.box is not None:
                 pil = fit_region(pil, (pil.height, pil.width), box=plan.box)
             out.append(as_array(self.apply(pil, plan)))
-        return np.stack(out).astype(np.float32)
+        return np.stack(out)
 
     def __call__(self, images: np.ndarray, labels, *, epoch: int = 0, indices=None,
                  batch_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -212,8 +215,8 @@ class Augmenter:
         if self.soft_labels and not self.num_classes:
             raise UsageError(f"the {self.preset!r} preset mixes labels: "
                              "give Augmenter the number of classes")
-        x = self.transform_images(images, epoch=epoch, indices=indices)
-        return self.mix(x, labels, epoch, batch_index)
+        x, labels = self.mix(self._transform(images, epoch, indices), labels, epoch, batch_index)
+        return x.astype(np.float32), labels
 
 
 def augment_batch(images: np.ndarray, preset: str, seed: int = 0) -> np.ndarray:
