@@ -100,6 +100,7 @@ class Augmenter:
         size (and ``light``/``standard`` have no room to move the window).
         ``num_classes`` is needed by presets that mix labels (``soft_labels``)."""
         checks.choice("augment", preset, PRESETS)
+        checks.seed("seed", seed)
         self.preset = preset
         self.seed = seed
         self.size_hw = tuple(size_hw) if size_hw and preset != "none" else None
@@ -147,13 +148,14 @@ class Augmenter:
         maps = [geometry.shift(left, top)]
         if plan.flip:
             maps.append(geometry.mirror(out_w))
-        if plan.degrees:
+        if plan.degrees:  # about the window's centre: the margin fills the corners first
             maps.append(geometry.rotation(plan.degrees, (out_w / 2, out_h / 2)))
         if plan.ops:
             maps.append(RandAugment.geometry(plan.ops, (out_h, out_w)))
         return geometry.chain(*maps)
 
     def output_size(self, input_hw: tuple[int, int]) -> tuple[int, int]:
+        """``size_hw``, or the input's own size when the Augmenter has none."""
         return self.size_hw or tuple(input_hw)
 
     def warp(self, image: Image.Image, plan: ImagePlan) -> Image.Image:
