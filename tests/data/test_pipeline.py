@@ -1,6 +1,8 @@
 """The PyDataset pipeline: batch shapes, dtypes and layout, per-epoch
 shuffling, normalisation, resilience to files that break mid-training,
-augmentation presets, and no TensorFlow import under torch or JAX."""
+augmentation presets, batches that depend on (seed, epoch, index) only (not
+on worker threads or the process), replaying an epoch, and no TensorFlow
+import under torch or JAX."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from portaclass.data import (
 )
 from portaclass.errors import UsageError
 from portaclass.models import Preprocessing
-from tests.helpers import run_python
+from tests.helpers import on_each_backend, run_python, run_python_json
+
+AUGMENTING = ("light", "standard", "strong")
 
 
 @pytest.fixture
@@ -151,3 +155,111 @@ def test_no_tensorflow_import_under_torch_or_jax(backend_name, shapes_dir, tmp_p
     result = run_python(code, backend_name, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "TF_ABSENT" in result.stdout
+
+
+def batches_of_epoch(split, preset, seed, epoch, shuffle=False):
+    pipeline = make_pipeline(split, 8, image_size=16, augment=preset, seed=seed, shuffle=shuffle, workers=1)
+    pipeline.set_epoch(epoch)
+    return [pipeline[i] for i in range(len(pipeline))]
+
+
+@pytest.mark.parametrize("preset", AUGMENTING)
+def test_augmentation_is_drawn_anew_each_epoch_and_for_each_seed(folder_dataset, preset):
+    """Same order every epoch (no shuffling): only the draws can differ."""
+    first = batches_of_epoch(folder_dataset.train, preset, seed=0, epoch=0)
+    again = batches_of_epoch(folder_dataset.train, preset, seed=0, epoch=0)
+    next_epoch = batches_of_epoch(folder_dataset.train, preset, seed=0, epoch=1)
+    other_seed = batches_of_epoch(folder_dataset.train, preset, seed=1, epoch=0)
+    for (x, y), (x_again, y_again), (x_next, _), (x_other, _) in zip(first, again, next_epoch, other_seed):
+        np.testing.assert_array_equal(x, x_again)
+        np.testing.assert_array_equal(y, y_again)
+        assert not np.array_equal(x, x_next) and not np.array_equal(x, x_other)
+
+
+def test_set_epoch_replays_exactly_the_batches_of_that_epoch(folder_dataset):
+    walked = make_pipeline(folder_dataset.train, 8, image_size=16, augment="strong", seed=4)
+    walked.on_epoch_end()
+    walked.on_epoch_end()
+    jumped = make_pipeline(folder_dataset.train, 8, image_size=16, augment="strong", seed=4)
+    jumped.set_epoch(2)
+    assert walked.epoch == jumped.epoch == 2
+    for i in range(len(walked)):
+        for ours, theirs in zip(walked[i], jumped[i]):
+            np.testing.assert_array_equal(ours, theirs)
+    jumped.set_epoch(0)
+    fresh = make_pipeline(folder_dataset.train, 8, image_size=16, augment="strong", seed=4)
+    np.testing.assert_array_equal(jumped[1][0], fresh[1][0])
+    assert not np.array_equal(jumped[1][0], walked[1][0])
+    with pytest.raises(UsageError, match="epoch"):
+        jumped.set_epoch(-1)
+
+
+def test_pipeline_crops_each_image_of_a_batch_at_its_own_offset():
+    rows, cols = np.mgrid[0:18, 0:18]
+    coordinates = np.stack([rows, cols, np.zeros_like(rows)], axis=-1).astype(np.uint8)
+    dataset = from_arrays(np.repeat(coordinates[None], 32, axis=0), np.arange(32) % 2, ["a", "b"],
+                          val_split=0, test_split=0)
+    x, _ = make_pipeline(dataset.train, 32, image_size=16, augment="light", seed=0)[0]
+    pixels = np.rint(x * 255)
+    tops, lefts = pixels[:, 0, :, 0].min(axis=1), pixels[:, 0, :, 1].min(axis=1)
+    # offsets 0..2 each way (16 of 18), drawn per image, not one for the batch
+    assert set(tops) == {0, 1, 2} and set(lefts) == {0, 1, 2}
+
+
+def epoch_through_keras(pipeline, epochs=2):
+    """Each epoch's batches as ``model.fit`` reads a PyDataset: Keras'
+    adapter, worker threads when ``workers > 1``, ``on_epoch_end`` between."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    adapter = PyDatasetAdapter(pipeline, shuffle=False)
+    seen = []
+    for _ in range(epochs):
+        seen.append([(np.asarray(x), np.asarray(y)) for x, y in adapter.get_numpy_iterator()])
+        adapter.on_epoch_end()
+    return seen
+
+
+def test_worker_threads_change_no_batch(folder_dataset):
+    def run(workers):
+        pipeline = make_pipeline(folder_dataset.train, 8, image_size=16, augment="strong", seed=5,
+                                 workers=workers)
+        return epoch_through_keras(pipeline)
+
+    for epoch_one, epoch_three in zip(run(1), run(3)):
+        for (x1, y1), (x3, y3) in zip(epoch_one, epoch_three):
+            np.testing.assert_array_equal(x1, x3)
+            np.testing.assert_array_equal(y1, y3)
+
+
+REPLAY = """
+import hashlib, json
+from portaclass.data import from_directory, make_pipeline
+from tests.data.test_pipeline import epoch_through_keras
+
+dataset = from_directory({root!r}, val_split=0, test_split=0, cache_dir={cache!r})
+hashes = {{}}
+for preset in {presets!r}:
+    pipeline = make_pipeline(dataset.train, 8, image_size=16, augment=preset, seed=0, workers={workers})
+    hashes[preset] = [[hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest() for x, y in epoch]
+                      for epoch in epoch_through_keras(pipeline)]
+print(json.dumps(hashes))
+"""
+
+
+@pytest.mark.cross
+def test_batches_are_bit_identical_across_processes_worker_counts_and_backends(shapes_dir, tmp_path):
+    """Pixels and labels of every batch of two epochs, hashed in fresh
+    processes: on each backend one reads with 1 worker (the main thread),
+    one with 2 worker threads. No framework touches a batch, so all agree."""
+    def replay(backend, workers):
+        code = REPLAY.format(root=str(shapes_dir), cache=str(tmp_path / f"cache-{backend}-{workers}"),
+                             presets=AUGMENTING, workers=workers)
+        return run_python_json(code, backend, timeout=300)
+
+    runs = on_each_backend(lambda backend: [replay(backend, workers) for workers in (1, 2)])
+    for backend, (one_worker, two_workers) in runs.items():
+        assert one_worker == two_workers, backend
+    assert runs["tensorflow"][0] == runs["torch"][0] == runs["jax"][0]
+    for preset, (epoch_0, epoch_1) in runs["torch"][0].items():
+        assert len(epoch_0) == 5 and len(set(epoch_0)) == 5
+        assert not set(epoch_0) & set(epoch_1), preset  # a new epoch draws anew

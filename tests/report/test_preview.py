@@ -1,4 +1,5 @@
-"""Preview titles: a class name, or the two classes a MixUp/CutMix image blends."""
+"""Preview: titles (a class name, or the two classes a MixUp/CutMix image
+blends), and samples that are exactly what training gets."""
 
 from __future__ import annotations
 
@@ -19,3 +20,23 @@ def test_soft_label_names_both_classes_largest_share_first():
 
 def test_one_hot_row_is_just_the_class():
     assert label_title(np.array([0.0, 1.0, 0.0]), NAMES) == "dog"
+
+
+def test_preview_shows_the_images_training_gets_in_that_epoch():
+    """The same order, per-image draws and MixUp/CutMix partners as a
+    training pipeline with the same seed and batch size (which reads with
+    worker threads)."""
+    from portaclass.data import from_arrays, make_pipeline
+    from portaclass.report.preview import sample_batch
+
+    images = np.random.default_rng(0).integers(0, 255, (20, 20, 20, 3)).astype(np.uint8)
+    dataset = from_arrays(images, np.arange(20) % 3, NAMES, val_split=0, test_split=0)
+    shown, labels = sample_batch(dataset, 10, 16, "strong", seed=3, channels=3, epoch=1, batch_size=8)
+    training = make_pipeline(dataset.train, 8, image_size=16, augment="strong", seed=3, workers=2)
+    training.on_epoch_end()  # Keras' call after epoch 0
+    x = np.concatenate([training[0][0], training[1][0]])[:10]
+    y = np.concatenate([training[0][1], training[1][1]])[:10]
+    np.testing.assert_array_equal(shown, x)
+    np.testing.assert_array_equal(labels, y)
+    epoch_0, _ = sample_batch(dataset, 10, 16, "strong", seed=3, channels=3, batch_size=8)
+    assert not np.array_equal(epoch_0, shown)

@@ -96,16 +96,28 @@ def crop_relative(image: Image.Image, box: tuple[float, float, float, float]) ->
     return image.crop((x0, y0, x1, y1))
 
 
-def decode_image(
+def fit_region(image: Image.Image, size_hw: tuple[int, int] | None, resize_mode: str = "plain",
+               box: tuple[float, float, float, float] | None = None) -> Image.Image:
+    """``box`` (see ``crop_relative``) cut out of ``image`` if given, then
+    resized to ``size_hw`` if given."""
+    if box is not None:
+        image = crop_relative(image, box)
+    if size_hw is not None:
+        image = resize(image, size_hw, resize_mode)
+    return image
+
+
+def load_image(
     path: str | Path,
     size_hw: tuple[int, int] | None = None,
     channels: int = 3,
     resize_mode: str = "plain",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     box: tuple[float, float, float, float] | None = None,
-) -> np.ndarray:
-    """A file -> uint8 array (H, W, channels), EXIF orientation applied; with
-    ``box`` (see ``crop_relative``) only that region, then resized.
+) -> Image.Image:
+    """A file -> a loaded Pillow image ("L" or "RGB"), EXIF orientation
+    applied; with ``box`` (see ``crop_relative``) only that region, then
+    resized to ``size_hw``.
 
     When ``size_hw`` is given and the file is a JPEG, Pillow's draft mode lets
     libjpeg decode at 1/2, 1/4 or 1/8 scale (never below the target, the
@@ -120,20 +132,33 @@ def decode_image(
                     side = int(np.ceil(side / min(box[2], box[3])))
                 image.draft(None, (side, side))
             image.load()
-            image = ImageOps.exif_transpose(image)
-            image = to_channels(image, channels)
-            if box is not None:
-                image = crop_relative(image, box)
-            if size_hw is not None:
-                image = resize(image, size_hw, resize_mode)
-            array = np.asarray(image, dtype=np.uint8)
+            image = ImageOps.exif_transpose(image)  # a new image: it outlives the file's
+            image = fit_region(to_channels(image, channels), size_hw, resize_mode, box)
     except DecodeError:
         raise
     except Image.DecompressionBombError as err:
         raise DecodeError(f"decompression bomb: {err}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise DecodeError(f"cannot decode: {_short(err)}") from None
+    return image
+
+
+def as_array(image: Image.Image) -> np.ndarray:
+    """A Pillow "L" or "RGB" image -> uint8 (H, W, channels)."""
+    array = np.asarray(image, dtype=np.uint8)
     return array[..., None] if array.ndim == 2 else array
+
+
+def decode_image(
+    path: str | Path,
+    size_hw: tuple[int, int] | None = None,
+    channels: int = 3,
+    resize_mode: str = "plain",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    box: tuple[float, float, float, float] | None = None,
+) -> np.ndarray:
+    """A file -> uint8 array (H, W, channels): ``load_image`` as an array."""
+    return as_array(load_image(path, size_hw, channels, resize_mode, max_pixels, box))
 
 
 def check_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:

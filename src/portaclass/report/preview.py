@@ -15,24 +15,35 @@ from portaclass._lazy import LazyModule
 from portaclass.data.constants import PRESETS
 from portaclass.data.dataset import Dataset
 from portaclass.data.loading import load_dataset
+from portaclass.train.options import TrainOptions
 
 # subclasses keras.utils.PyDataset: imported on first use, after the options are checked
 pipeline_module = LazyModule("portaclass.data.pipeline")
 
 DEFAULT_PREVIEW_SIZE = 128
+# MixUp/CutMix pair images within a batch: preview with training's batches
+TRAIN_BATCH_SIZE = TrainOptions.batch_size
 
 
-def sample_batch(dataset, n: int, image_size, augment: str, seed: int, channels: int):
-    """``n`` augmented training images (float, 0..1, NHWC) and their labels,
-    taken through the same pipeline training uses."""
-    split = dataset.train
-    rng = np.random.default_rng(seed)
-    picked = np.sort(rng.choice(len(split), size=min(n, len(split)), replace=False))
-    pipeline = pipeline_module.make_pipeline(split.subset(picked), batch_size=len(picked), preprocessing=None,
-                             image_size=image_size, channels=channels, augment=augment,
-                             shuffle=False, seed=seed, workers=1)
-    x, y = pipeline[0]
-    return np.clip(x, 0.0, 1.0), y
+def sample_batch(dataset, n: int, image_size, augment: str, seed: int, channels: int, *,
+                 epoch: int = 0, batch_size: int = TRAIN_BATCH_SIZE):
+    """The first ``n`` training images of ``epoch`` (float, 0..1, NHWC) and
+    their labels, exactly as a training run with this seed, image size and
+    batch size gets them: the same pipeline, so the same order, the same
+    per-image draws and (``strong``) the same MixUp/CutMix partners. Only
+    the scaling differs: 0..1 here, the model's own in training."""
+    pipeline = pipeline_module.make_pipeline(
+        dataset.train, batch_size, preprocessing=None, image_size=image_size, channels=channels,
+        augment=augment, shuffle=True, seed=seed, workers=1)
+    pipeline.set_epoch(epoch)
+    xs, ys = [], []
+    for index in range(len(pipeline)):
+        x, y = pipeline[index]
+        xs.append(x)
+        ys.append(y)
+        if sum(len(part) for part in xs) >= n:
+            break
+    return np.clip(np.concatenate(xs)[:n], 0.0, 1.0), np.concatenate(ys)[:n]
 
 
 def label_title(label, class_names) -> str:
@@ -57,18 +68,26 @@ def write_preview(
     seed: int = 0,
     channels: int = 3,
     cache_dir=None,
+    epoch: int = 0,
+    batch_size: int = TRAIN_BATCH_SIZE,
 ) -> Path:
     """Write a PNG grid of ``count`` augmented samples of ``data_spec`` (anything
-    ``load_dataset`` takes, or a ``Dataset``), each titled with its class.
+    ``load_dataset`` takes, or a ``Dataset``), each titled with its class:
+    the first ``count`` images of training epoch ``epoch`` (0 first) as a
+    ``train`` run with the same seed and ``batch_size`` draws them
+    (``sample_batch``).
 
     Uses matplotlib's Agg canvas directly, so it needs no display and leaves
     the user's pyplot backend alone.
     """
     checks.at_least("count", count, 1)  # before the dataset is loaded and keras imported
+    checks.at_least("epoch", epoch, 0)
+    checks.at_least("batch_size", batch_size, 1)
     checks.choice("augment", augment, PRESETS)
     dataset = data_spec if isinstance(data_spec, Dataset) else load_dataset(
         data_spec, image_size, channels=channels, seed=seed, cache_dir=cache_dir)
-    x, y = sample_batch(dataset, count, image_size, augment, seed, channels)
+    x, y = sample_batch(dataset, count, image_size, augment, seed, channels, epoch=epoch,
+                        batch_size=batch_size)
     cols = math.ceil(math.sqrt(len(x)))
     rows = math.ceil(len(x) / cols)
     figure = Figure(figsize=(2.0 * cols, 2.2 * rows))
@@ -81,7 +100,7 @@ def write_preview(
             axes.imshow(image)
         axes.set_title(label_title(label, dataset.class_names), fontsize=9)
         axes.axis("off")
-    figure.suptitle(f"{dataset.name or 'data'}: augment={augment}", fontsize=11)
+    figure.suptitle(f"{dataset.name or 'data'}: augment={augment}, seed {seed}, epoch {epoch}", fontsize=11)
     figure.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
