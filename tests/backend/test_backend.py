@@ -158,3 +158,18 @@ def test_peak_memory_on_gpu_counts_device_bytes():
         tensor = keras.ops.ones((1024, 1024, 16))
     assert backend.peak_memory("gpu") >= 1024 * 1024 * 16 * 4
     del tensor
+
+
+def test_a_deterministic_seed_does_not_outlive_its_run(backend_name):
+    """The determinism switches are process-wide: a notebook's second run
+    without --deterministic must compute as a fresh process does."""
+    if backend_name == "jax":
+        pytest.skip("JAX's only switch is a GPU XLA flag read at start-up")
+    if backend_name == "tensorflow":
+        from tensorflow.python.framework.config import is_op_determinism_enabled as enabled
+    else:
+        from torch import are_deterministic_algorithms_enabled as enabled
+    backend.seed_everything(0, deterministic=True)
+    assert enabled()
+    backend.seed_everything(0)
+    assert not enabled()

@@ -18,7 +18,7 @@ from portaclass.data import (
 )
 from portaclass.errors import UsageError
 from portaclass.models import Preprocessing
-from tests.helpers import on_each_backend, run_python, run_python_json
+from tests.helpers import on_each_backend, run_python_json
 
 AUGMENTING = ("light", "standard", "strong")
 
@@ -136,25 +136,6 @@ def test_pipeline_trains_a_keras_model(folder_dataset):
     # 32 images and 768 weights per class: a model fed real batches memorises them
     assert len(history["loss"]) == 6 and history["loss"][-1] < 0.7 * history["loss"][0]
     assert pipeline.epoch >= 5  # Keras called on_epoch_end: every epoch was reshuffled
-
-
-def test_no_tensorflow_import_under_torch_or_jax(backend_name, shapes_dir, tmp_path):
-    if backend_name == "tensorflow":
-        pytest.skip("checked in the torch and jax runs of this suite")
-    code = f"""
-        import sys
-        from portaclass.data import load_dataset, make_pipeline
-        ds = load_dataset({str(shapes_dir)!r}, 16, cache_dir={str(tmp_path / 'c')!r})
-        pipeline = make_pipeline(ds.train, 8, image_size=16, augment="strong")
-        for i in range(len(pipeline)):
-            x, y = pipeline[i]
-        arrays = load_dataset("shapes", 16)
-        make_pipeline(arrays.train, 8, image_size=16)[0]
-        print("TF_LOADED" if "tensorflow" in sys.modules else "TF_ABSENT")
-    """
-    result = run_python(code, backend_name, timeout=240)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "TF_ABSENT" in result.stdout
 
 
 def batches_of_epoch(split, preset, seed, epoch, shuffle=False):

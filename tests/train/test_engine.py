@@ -95,14 +95,23 @@ def test_a_step_budget_stops_mid_epoch_at_exactly_that_many_steps(tiny_options):
 
 
 def test_a_diverging_loss_stops_with_exit_code_1_and_keeps_the_last_good_checkpoint(tiny_options):
-    options = tiny_options(optimizer="sgd", learning_rate=1e12, epochs=3)
+    import keras
+
+    # a sane epoch 1, then StepLR multiplies the rate by 1e32: the weights overflow in epoch 2
+    options = tiny_options(optimizer="sgd", learning_rate=0.01, schedule="step", step_size=1, gamma=1e32,
+                           epochs=3)
     with pytest.raises(TrainingFailed) as info:
         run_training(options, log=quiet_log)
     message = str(info.value)
     assert info.value.exit_code == 1 and "\n" not in message
-    assert "epoch 1, step" in message and "learning rate" in message and "--resume" in message
+    assert "epoch 2, step" in message and "learning rate" in message
+    assert message.endswith(f"portaclass train --resume {options.out}")
     run = Run.open(options.out)
-    assert not run.finished and not (run.checkpoints / "last.keras").exists()
+    assert not run.finished and [int(r["epoch"]) for r in run.history()] == [1]
+    with zipfile.ZipFile(run.checkpoints / "last.keras") as archive:
+        assert json.loads(archive.read("portaclass/state.json"))["epoch"] == 1
+    kept = keras.saving.load_model(run.checkpoints / "last.keras")
+    assert all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in kept.weights)
 
 
 def test_float16_on_a_cpu_falls_back_to_float32_saying_so(tiny_options, backend_name):
@@ -188,3 +197,26 @@ def test_mixed_precision_trains_on_a_gpu_with_a_float32_head(tiny_options, preci
     model = keras.saving.load_model(result.run_dir / "model.keras")
     assert model.get_layer("predictions").compute_dtype == "float32"
     assert np.isfinite(result.metrics["loss"])
+
+
+def test_lr_auto_runs_the_range_test_and_trains_with_its_suggestion(tiny_options):
+    lines = []
+    result = run_training(tiny_options(learning_rate="auto", epochs=1), log=lines.append)
+    run = Run.open(result.run_dir)
+    found = json.loads((run.path / "lr_find.json").read_text())
+    assert (run.path / "lr_find.png").stat().st_size > 0
+    assert run.options["learning_rate"] == pytest.approx(found["suggestion"])
+    assert float(run.history()[0]["lr"]) == pytest.approx(found["suggestion"], rel=1e-5)
+    assert any(f"{found['suggestion']:.3g}" in line for line in lines)
+
+
+def test_two_runs_of_one_seed_write_the_same_history(tiny_options, tmp_path):
+    """The default mode (threaded decoding, per-image augmentation) repeats a
+    run exactly: every draw comes from (seed, epoch, image index)."""
+    histories = []
+    for name in ("first", "second"):
+        result = run_training(tiny_options(augment="standard", epochs=3, out=str(tmp_path / name)),
+                              log=quiet_log)
+        rows = Run.open(result.run_dir).history()
+        histories.append([{k: v for k, v in row.items() if k != "epoch_seconds"} for row in rows])
+    assert histories[0] == histories[1]

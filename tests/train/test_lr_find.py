@@ -22,9 +22,11 @@ EXPLODE = {"start_lr": 1e-3, "end_lr": 1e5, "steps": 60}  # rates past ~0.1 wrec
 
 
 def compile_model(model, learning_rate):
+    import keras
+
     from portaclass.train.fit import compile_classifier
 
-    compile_classifier(model, learning_rate)
+    compile_classifier(model, keras.optimizers.Adam(learning_rate))
 
 
 def variable_bytes(model) -> list[tuple[str, bytes]]:

@@ -11,14 +11,17 @@ import json
 from tests.helpers import run_python
 
 
-def test_a_run_imports_no_framework_but_its_own(backend_name, tmp_path):
+def test_a_run_imports_no_framework_but_its_own(backend_name, tiny_images, tmp_path):
+    """Every step of a run: image files decoded and augmented (``strong``:
+    RandAugment, MixUp/CutMix), training, checkpoints, the saved model."""
     result = run_python(
         f"""
         import json, sys
         import portaclass
         from portaclass.run import Run
-        result = portaclass.train(data="digits", image_size=8, channels=1, epochs=1,
-                                  out={str(tmp_path / "run")!r}, quiet=True, log=lambda line: None)
+        result = portaclass.train(data={str(tiny_images)!r}, image_size=16, epochs=1, batch_size=8,
+                                  augment="strong", out={str(tmp_path / "run")!r}, quiet=True,
+                                  log=lambda line: None)
         import keras
         keras.saving.load_model(Run.open(result.run_dir).model_path)  # loading too
         print(json.dumps(sorted(m for m in ("tensorflow", "torch", "jax") if m in sys.modules)))

@@ -95,8 +95,15 @@ def peak_memory(device: str | None = None) -> int:
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     seed_python_and_numpy(seed)
     keras.utils.set_random_seed(seed)
+    # both ways: the switch is process-wide, and a deterministic run must not
+    # change the arithmetic of the next run in the same process (a notebook)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+    else:
+        # no public "disable" in TF 2.21
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
 
 
 def rng_state() -> dict:

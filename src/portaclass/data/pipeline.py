@@ -115,11 +115,6 @@ class ImagePipeline(keras.utils.PyDataset):
     def on_epoch_end(self):
         self.set_epoch(self.epoch + 1)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Produce the batches of ``epoch`` next, as if ``epoch`` epochs had run."""
-        self.epoch = int(epoch)
-        self._order = self._epoch_order()
-
     def __getitem__(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
