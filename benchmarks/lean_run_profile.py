@@ -97,8 +97,8 @@ def instrument(timer: PhaseTimer) -> None:
 
     timer.wrap(runner, "run_training", "run_training")
     timer.wrap(options.TrainOptions, "check", "option checks (models registry)")
-    timer.wrap(runner, "load_dataset", "dataset: scan + bad-file pre-pass")
-    timer.wrap(runner, "_build_model", "model build (resnet18, seeded init)")
+    timer.wrap(runner.TrainingSession, "load_data", "dataset: scan + bad-file pre-pass")
+    timer.wrap(runner.TrainingSession, "build_model", "model build (resnet18, seeded init)")
     timer.wrap(runner, "_score", "final evaluation (held-out split)")
     timer.wrap(Run, "create", "run folder: splits, config.json, env.json", static=True)
     for method in ("write_dataset_files", "write_config", "write_env"):
@@ -138,6 +138,7 @@ def after_load(name: str, timer: PhaseTimer) -> None:
 
         timer.wrap(fit, "compile_classifier", "compile")
         timer.wrap(fit, "fit_classifier", "fit_classifier")
+        timer.wrap(fit, "build_before_fit", "build metrics before fit")
         on_epoch_end = fit.EpochHistoryCSV.on_epoch_end
 
         def mark_epoch_end(self, epoch, logs=None):  # a peak mark only: epochs are timed by history.csv

@@ -219,6 +219,7 @@ def devices(backend: BackendOption = "", debug: DebugOption = False):
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
+    config.start_command_line_process()
     try:
         app(args=argv, prog_name="portaclass")
     except SystemExit as exit_:

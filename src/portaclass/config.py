@@ -26,6 +26,11 @@ _MODULE_OF = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}
 
 _chosen: str | None = None
 
+# True in the console script's process (``cli.main``), where no user code runs:
+# keras is then imported without the libraries it loads for features
+# portaclass never uses (``backend._common.UNUSED_BY_PORTACLASS``).
+command_line_process = False
+
 
 def is_installed(backend: str) -> bool:
     return importlib.util.find_spec(_MODULE_OF[backend]) is not None
@@ -112,3 +117,21 @@ def active_backend() -> str:
     if _chosen is None:
         return use_backend(None)
     return _chosen
+
+
+def start_command_line_process() -> None:
+    """Process settings for the console script: keras imported lean (above),
+    and glibc's malloc held to two arenas per core. Pillow decodes in worker
+    threads, and each thread's arena keeps freed image buffers: measured on a
+    ResNet-18 run, the cap lowers peak RSS by ~0.15 GB at the same epoch time
+    (docs/benchmarks.md). ``MALLOC_ARENA_MAX`` set by the user wins."""
+    global command_line_process
+    command_line_process = True
+    if sys.platform.startswith("linux") and "MALLOC_ARENA_MAX" not in os.environ:
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(-8, 2 * (os.cpu_count() or 1))  # -8: M_ARENA_MAX
+        except (OSError, AttributeError):  # not glibc (musl): nothing to cap
+            pass

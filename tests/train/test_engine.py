@@ -81,6 +81,9 @@ def test_best_checkpoint_holds_the_best_validation_epoch(recipe_run):
         state = json.loads(archive.read("portaclass/state.json"))
     assert state["best_epoch"] == best + 1
     assert state["best_val_accuracy"] == pytest.approx(float(rows[best]["val_accuracy"]))
+    # for evaluation and export: lean, like model.keras
+    assert run.checkpoints.joinpath("best.keras").stat().st_size < 0.8 * run.checkpoints.joinpath(
+        "last.keras").stat().st_size
 
 
 def test_a_step_budget_stops_mid_epoch_at_exactly_that_many_steps(tiny_options):

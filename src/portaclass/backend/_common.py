@@ -111,6 +111,14 @@ def clone_on_current_device(model):
 # 3.15's callbacks/orbax_checkpoint.py imports JAX whenever it is installed
 # (inside ``try: import jax / except ImportError``).
 IMPORTED_BY_KERAS_UNASKED = ("jax",)
+# Libraries Keras 3.15 imports at its own import (each inside ``try/except
+# ImportError``) for features portaclass does not use: keras.wrappers'
+# scikit-learn estimators (which pull in SciPy), keras.visualization's
+# matplotlib and RemoteMonitor's requests (which TensorFlow itself needs).
+# 2.3 s of a torch run's start (benchmarks/lean_run_profile.py). Hidden only
+# in the console script's process (``config.command_line_process``): in a
+# user's own process those Keras features must keep working.
+UNUSED_BY_PORTACLASS = {"sklearn": (), "matplotlib": (), "requests": ("tensorflow",)}  # name: needed by
 
 
 @contextlib.contextmanager
@@ -124,8 +132,11 @@ def unneeded_frameworks_hidden(backend: str):
     JAX later on purpose. (Hiding torch this way breaks SciPy, which looks
     torch up in ``sys.modules``; Keras does not import torch unasked anyway.)
     """
-    hidden = [name for name in IMPORTED_BY_KERAS_UNASKED
-              if name != backend and name not in sys.modules]
+    from portaclass import config
+
+    unused = [name for name, needed_by in UNUSED_BY_PORTACLASS.items() if backend not in needed_by]
+    candidates = IMPORTED_BY_KERAS_UNASKED + (tuple(unused) if config.command_line_process else ())
+    hidden = [name for name in candidates if name != backend and name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None
     try:

@@ -13,7 +13,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from portaclass._lazy import backend, keras
-from portaclass.train.checkpoint import seed_generator_states, write_keras_atomic
+from portaclass.train.checkpoint import (
+    save_inference_model,
+    seed_generator_states,
+    write_keras_atomic,
+)
 from portaclass.train.optim import current_learning_rate
 
 
@@ -56,8 +60,8 @@ class EpochHistoryCSV(keras.callbacks.Callback):
 
 class RunCheckpoints(keras.callbacks.Callback):
     """After every epoch: ``checkpoints/last.keras`` (resumable state) and,
-    when ``val_accuracy`` improves, ``checkpoints/best.keras``; both written
-    atomically (``checkpoint.write_keras_atomic``).
+    when ``val_accuracy`` improves, ``checkpoints/best.keras`` (the model
+    without optimizer state); both written atomically.
 
     ``state`` is this run's resumable state (phase, epochs done, best score,
     early stopping counters); the runner shares it with the other callbacks.
@@ -82,8 +86,8 @@ class RunCheckpoints(keras.callbacks.Callback):
         if improved:
             self.state.update(best_val_accuracy=float(score), best_epoch=epoch + 1)
         write_keras_atomic(self.model, self.run.checkpoints / "last.keras", extra=self.state)
-        if improved:
-            write_keras_atomic(self.model, self.run.checkpoints / "best.keras", extra=self.state)
+        if improved:  # for evaluation and export, not resuming: no optimizer state
+            save_inference_model(self.model, self.run.checkpoints / "best.keras", extra=self.state)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
