@@ -2,7 +2,7 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-PYTEST := $(PY) -m pytest -q -p no:cacheprovider --durations=5
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider --durations=15
 # Keras reads image_data_format from $KERAS_HOME/keras.json; this home makes
 # the torch backend run channels_first, as Keras' own CI does.
 CF_HOME := $(CURDIR)/.keras-channels-first

@@ -8,9 +8,7 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-
-from portaclass.bench import native_torch  # noqa: E402
+from portaclass.bench import native_torch
 
 
 @pytest.mark.parametrize("size", [32, 72], ids=["cifar-stem", "imagenet-stem"])
