@@ -73,6 +73,7 @@ def test_imagenet_without_cache_or_network_is_one_line(keras_cache, monkeypatch)
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.jax_slow  # builds EfficientNetB0 twice: 80 s on JAX; the loading code is Keras', per file format
 @pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
 def test_weights_from_a_local_file(tmp_path, suffix):
     """EfficientNet hash-checks its download, so its pretrained path is

@@ -134,7 +134,8 @@ def test_deterministic_runs_of_one_seed_are_bit_identical(tiny_options, tmp_path
 
     weights = []
     for name in ("first", "second"):
-        result = run_training(tiny_options(deterministic=True, augment="light", out=str(tmp_path / name)),
+        result = run_training(tiny_options(deterministic=True, augment="light", epochs=1,
+                                           out=str(tmp_path / name)),
                               log=quiet_log)
         model = keras.saving.load_model(result.run_dir / "model.keras")
         weights.append([keras.ops.convert_to_numpy(v) for v in model.weights])
@@ -218,7 +219,7 @@ def test_two_runs_of_one_seed_write_the_same_history(tiny_options, tmp_path):
     run exactly: every draw comes from (seed, epoch, image index)."""
     histories = []
     for name in ("first", "second"):
-        result = run_training(tiny_options(augment="standard", epochs=3, out=str(tmp_path / name)),
+        result = run_training(tiny_options(augment="standard", out=str(tmp_path / name)),
                               log=quiet_log)
         rows = Run.open(result.run_dir).history()
         histories.append([{k: v for k, v in row.items() if k != "epoch_seconds"} for row in rows])
