@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +225,16 @@ def test_two_runs_of_one_seed_write_the_same_history(tiny_options, tmp_path):
         rows = Run.open(result.run_dir).history()
         histories.append([{k: v for k, v in row.items() if k != "epoch_seconds"} for row in rows])
     assert histories[0] == histories[1]
+
+
+def test_a_range_test_without_a_suggestion_leaves_no_run_folder(tiny_options, monkeypatch):
+    from portaclass.train import lr_find
+
+    def no_descent(*args, **kwargs):
+        raise lr_find.LRFindError("the smoothed loss did not fall past lr 1e-07")
+
+    monkeypatch.setattr(lr_find, "find_learning_rate", no_descent)
+    options = tiny_options(learning_rate="auto")
+    with pytest.raises(lr_find.LRFindError, match="did not fall"):
+        run_training(options, log=quiet_log)
+    assert not Path(options.out).exists()

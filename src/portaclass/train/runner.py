@@ -11,6 +11,7 @@ position comes with its iteration count), random seed states and counters.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -85,7 +86,11 @@ def run_training(options: TrainOptions, log=print, *, command: str = "train") ->
         session.run = Run.create(options.out, prefix=prefix)
         session.run.write_dataset_files(session.dataset)
         session.make_pipelines()
-        learning_rate = session.find_learning_rate() if options.runs_lr_find else options.learning_rate
+        try:
+            learning_rate = session.find_learning_rate() if options.runs_lr_find else options.learning_rate
+        except PortaclassError:  # the range test found no rate: nothing trained, no half-made run left
+            shutil.rmtree(session.run.path, ignore_errors=True)
+            raise
         session.write_config(command, precision=precision, precision_requested=options.precision,
                              learning_rate=learning_rate)
         session.run.write_env()
