@@ -1,4 +1,5 @@
-"""Which Keras backend portaclass runs on, decided once, before keras loads.
+"""Which Keras backend portaclass runs on, decided once, before keras loads,
+and the process settings that must precede keras' import.
 
 Keras reads ``KERAS_BACKEND`` when it is first imported and cannot switch
 afterwards, so the choice has to be made here, before anything imports keras.
