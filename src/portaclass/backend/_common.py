@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from portaclass import config
 from portaclass.errors import BackendError
 
 
@@ -132,8 +133,6 @@ def unneeded_frameworks_hidden(backend: str):
     JAX later on purpose. (Hiding torch this way breaks SciPy, which looks
     torch up in ``sys.modules``; Keras does not import torch unasked anyway.)
     """
-    from portaclass import config
-
     unused = [name for name, needed_by in UNUSED_BY_PORTACLASS.items() if backend not in needed_by]
     candidates = IMPORTED_BY_KERAS_UNASKED + (tuple(unused) if config.command_line_process else ())
     hidden = [name for name in candidates if name != backend and name not in sys.modules]
