@@ -296,7 +296,7 @@ class TrainingSession:
 
     def _finish(self, history, fits: list[float]) -> TrainResult:
         run = self.run
-        checkpoint_module.save_inference_model(self.model, run.model_path)
+        checkpoint_module.save_inference_model(self.model, run.model_path, info=run.model_info())
         metrics = _score(self.model, self.dataset, self.held_out, history, self.pipeline)
         # Files that broke after the pre-pass (changed on disk mid-run) were
         # replaced in their batch; they join skipped.csv now.
