@@ -284,6 +284,22 @@ def predict(
         raise typer.Exit(1)
 
 
+@app.command()
+@handle_errors
+def report(
+    run_dir: Annotated[str, typer.Argument(help="A run folder.")],
+    out: Annotated[str | None, typer.Option(help="Where to write the page (default: RUN/report.html).",
+                                            show_default=False)] = None,
+    backend: BackendOption = "",
+    debug: DebugOption = False,
+):
+    """(Re)build a run's self-contained report.html: curves, evaluation, top losses, Grad-CAM, config."""
+    choose_backend(backend)
+    from portaclass.report.html import write_report
+
+    typer.echo(f"wrote {write_report(run_dir, out=out)}")
+
+
 @app.command("models")
 @handle_errors
 def models_command(debug: DebugOption = False):

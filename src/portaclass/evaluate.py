@@ -121,7 +121,9 @@ def evaluate(source, data=None, *, tta: bool = False, out=None, device: str | No
         if progress:
             progress(min(batch_start + len(batch), len(items)), len(items))
     if not kept:
-        raise DataError(f"no image of {data_name} could be read ({len(skipped)} skipped)")
+        first, reason = skipped[0] if skipped else ("-", "-")
+        raise DataError(f"no image of {data_name} could be read ({len(skipped)} skipped; "
+                        f"{first}: {reason})")
     truth = labels[kept]
     probabilities = np.concatenate(plain)
     k = top_k or min(5, len(classifier.class_names) - 1)
@@ -157,6 +159,9 @@ def _resolve_data(classifier: Classifier, data) -> tuple[Split, str, list]:
             raise UsageError.for_option("data", f"is needed for {classifier.source}, which is not in "
                                         "a run folder: pass a folder of class folders")
         split = run.split(data)
+        if split.is_files and split.root is not None and not Path(split.root).is_dir():
+            raise DataError(f"the data folder {split.root} the run was trained on is gone (moved or "
+                            "deleted): pass the folder of class folders to evaluate on")
         return split, f"{run.path} {split.name} split", []
     folder = Path(str(data)).expanduser()
     if not folder.is_dir():

@@ -100,8 +100,11 @@ def _as_probabilities(scores: np.ndarray) -> np.ndarray:
 
 def open_classifier(source, *, device: str | None = None) -> Classifier:
     """A ``Classifier`` from a run folder, a ``.keras`` file or a
-    ``keras.Model``; ``device`` is "cpu", "gpu" or "gpu:N" (default: the
-    backend's choice). RunError / ModelFileError name what is wrong."""
+    ``keras.Model`` (a ``Classifier`` is passed through); ``device`` is
+    "cpu", "gpu" or "gpu:N" (default: the backend's choice). RunError /
+    ModelFileError name what is wrong."""
+    if isinstance(source, Classifier):
+        return source
     if device is not None:
         backend.parse_device_spec(device)
         with backend.on_device(device):  # BackendError now, not mid-way: "no GPU"
@@ -140,6 +143,15 @@ def _load(path: Path, device: str | None):
         lines = str(error).strip().splitlines()
         reason = lines[0][:200] if lines else type(error).__name__
         raise ModelFileError(f"{path} is not a Keras model file that loads: {reason}") from None
+
+
+def classifier_of_run(run: Run, model) -> Classifier:
+    """The model a run has just trained, in memory, with the run's classes
+    and preprocessing (the end of ``train`` reports without reloading it)."""
+    info = run.model_info()
+    return Classifier(model, list(info["class_names"]), tuple(info["input_shape"]),
+                      Preprocessing.from_dict(info["preprocessing"]), info["resize"],
+                      str(run.model_path), run)
 
 
 def _run_holding(path: Path) -> Run | None:

@@ -19,10 +19,14 @@ def new_figure(width: float, height: float) -> Figure:
     return figure
 
 
-def save(figure: Figure, path, dpi: int = 90) -> Path:
+def save(figure: Figure, path, dpi: int = 90):
+    """PNG to ``path``, or into a file object (the report inlines its images)."""
+    figure.tight_layout()
+    if hasattr(path, "write"):
+        figure.savefig(path, dpi=dpi, format="png")
+        return path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
     figure.savefig(path, dpi=dpi)
     return path
 
@@ -49,4 +53,55 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path, *, t
                           color="white" if shares[i, j] > 0.5 else "black")
     if title:
         axes.set_title(title, fontsize=10)
+    return save(figure, path)
+
+
+def _column(rows: list[dict], name: str) -> np.ndarray:
+    return np.array([float(row[name]) if row.get(name) not in (None, "") else np.nan for row in rows])
+
+
+def plot_training_curves(history: list[dict], path) -> Path:
+    """Loss, accuracy and learning rate per epoch (history.csv rows); where
+    a transfer run's second phase (fine-tuning) starts, a dashed line."""
+    epochs = _column(history, "epoch")
+    panels = [("loss", ("loss", "val_loss")), ("accuracy", ("accuracy", "val_accuracy")),
+              ("learning rate", ("lr",))]
+    figure = new_figure(12.0, 3.4)
+    phases = _column(history, "phase") if history and "phase" in history[0] else None
+    second = epochs[np.argmax(phases == 2)] if phases is not None and (phases == 2).any() else None
+    for i, (title, columns) in enumerate(panels, start=1):
+        axes = figure.add_subplot(1, 3, i)
+        for name in columns:
+            values = _column(history, name) if history and name in history[0] else None
+            if values is not None and not np.isnan(values).all():
+                axes.plot(epochs, values, marker="o", markersize=3, label=name)
+        if title == "learning rate":
+            axes.set_yscale("log")
+        if second is not None:
+            axes.axvline(second - 0.5, color="grey", linestyle="--", linewidth=1)
+            axes.text(second - 0.4, 0.97, "phase 2: fine-tuning", transform=axes.get_xaxis_transform(),
+                      fontsize=7, va="top", color="grey")
+        axes.set_title(title, fontsize=10)
+        axes.set_xlabel("epoch")
+        if len(columns) > 1:
+            axes.legend(fontsize=8)
+    return save(figure, path)
+
+
+def plot_image_grid(images: list[np.ndarray], titles: list[str], path, *, columns: int = 4,
+                    title: str = "") -> Path:
+    """uint8 images (H, W, C) in a grid, each with its (multi-line) title."""
+    columns = max(1, min(columns, len(images)))
+    rows = max(1, -(-len(images) // columns))
+    figure = new_figure(2.6 * columns, 2.9 * rows)
+    for i, (image, text) in enumerate(zip(images, titles)):
+        axes = figure.add_subplot(rows, columns, i + 1)
+        if image.shape[-1] == 1:
+            axes.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+        else:
+            axes.imshow(image)
+        axes.set_title(text, fontsize=8)
+        axes.axis("off")
+    if title:
+        figure.suptitle(title, fontsize=10)
     return save(figure, path)
