@@ -13,7 +13,7 @@ MARKS_tensorflow := not cross and not slow
 MARKS_torch      := not cross
 MARKS_jax        := not cross and not slow and not jax_slow
 
-.PHONY: install demo test lint test-tensorflow test-torch test-jax test-channels-first test-cross clean
+.PHONY: install demo test lint browser test-tensorflow test-torch test-jax test-channels-first test-cross clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,7 +30,19 @@ demo: $(STAMP)
 # run side by side on the two cores; -O keeps each suite's output together.
 # (One pool of all five jobs measured slower: the cross tests start three
 # processes of their own.)
-test: $(STAMP) lint
+# The report test opens report.html in Debian's Chromium; it skips, saying
+# why, where the package can't be installed (no root, no apt).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the report's browser test"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null 2>&1 && \
+	    $(SUDO) apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; } || \
+	  echo "chromium could not be installed: the browser test will skip"; }
+
+test: $(STAMP) lint browser
 	$(MAKE) --no-print-directory -j3 -O test-tensorflow test-torch test-jax
 	$(MAKE) --no-print-directory -j2 -O test-channels-first test-cross
 
@@ -52,4 +64,4 @@ test-cross: $(STAMP)
 	KERAS_BACKEND=torch $(PYTEST) -m cross
 
 clean:
-	rm -rf $(VENV) $(CF_HOME) runs .pytest_cache
+	rm -rf $(VENV) $(CF_HOME) runs .pytest_cache artifacts

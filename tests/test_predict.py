@@ -136,3 +136,23 @@ def test_cli_misuse_is_one_line_with_exit_code_2(trained_run, images, tmp_path):
         result = invoke_cli(args)
         assert result.exit_code == 2, (args, result.output)
         assert named in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.gpu
+def test_a_model_trained_on_the_gpu_predicts_through_portaclass_on_the_cpu(trained_run):
+    """The seed's trap: a model fitted on a GPU (XLA on TensorFlow pins its
+    variables there) asked to predict on the CPU, in memory and from its file."""
+    import keras
+
+    x = np.random.default_rng(3).integers(0, 255, (8, 16, 16, 3), np.uint8)
+    with backend.on_device("gpu"):
+        model = keras.saving.load_model(trained_run[0].run_dir / "model.keras")
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(x.astype("float32") / 255, np.arange(8) % 4, epochs=1, verbose=0)
+        on_gpu = portaclass.predict(model, x, device="gpu", top_k=4)
+    on_cpu = portaclass.predict(model, x, device="cpu", top_k=4)
+    for a, b in zip(on_gpu, on_cpu):
+        assert a.classes[0] == b.classes[0]
+        assert a.probabilities[0] == pytest.approx(b.probabilities[0], abs=1e-3)
+    from_file = portaclass.predict(trained_run[0].run_dir, x, device="cpu")
+    assert len(from_file) == 8 and all(p.error is None for p in from_file)
