@@ -29,3 +29,19 @@ def backend_name() -> str:
     return portaclass.active_backend()
 
 
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A finished two-epoch simple_cnn run on 64 shape PNGs (16 px) with a
+    held-out test split: what evaluate, predict and the report read."""
+    from portaclass.data import write_shapes
+    from portaclass.train.options import TrainOptions
+    from portaclass.train.runner import run_training
+
+    root = write_shapes(tmp_path_factory.mktemp("data") / "shapes", n_per_class=16, image_size=16, seed=3)
+    options = TrainOptions(data=str(root), model="simple_cnn", image_size=16, epochs=2, batch_size=8,
+                           val_split=0.25, test_split=0.25, out=str(tmp_path_factory.mktemp("runs") / "run"),
+                           quiet=True)
+    return run_training(options, log=lambda _line: None), root
+

@@ -12,7 +12,7 @@ from portaclass.backend_process import (
 )
 from portaclass.config import BACKENDS
 
-__all__ = ["BACKENDS", "on_each_backend", "run_cli", "run_python", "run_python_json",
+__all__ = ["BACKENDS", "invoke_cli", "on_each_backend", "run_cli", "run_python", "run_python_json",
            "saved_model_accuracy", "subprocess_env"]
 
 
@@ -40,3 +40,14 @@ def saved_model_accuracy(run_dir) -> float:
         hits += int(np.sum(predicted == truth))
         total += len(truth)
     return hits / total
+
+
+def invoke_cli(args: list[str]):
+    """``portaclass ARGS`` in this process (Typer's test runner): the
+    commands' behaviour without starting an interpreter and keras again.
+    Returns the result (``exit_code``, ``stdout``, ``stderr``)."""
+    from typer.testing import CliRunner
+
+    from portaclass.cli import app
+
+    return CliRunner().invoke(app, args)

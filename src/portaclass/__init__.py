@@ -28,6 +28,8 @@ _LAZY = {
     "run_training": "portaclass.train.runner",
     "resume_training": "portaclass.train.runner",
     "train": "portaclass.train",
+    "evaluate": "portaclass.evaluate",
+    "predict": "portaclass.predict",
     "TrainOptions": "portaclass.train.options",
     "Run": "portaclass.run",
     "backend": "portaclass.backend",

@@ -13,6 +13,8 @@ own ``keras/src/utils/module_utils.LazyModule`` idea).
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 from portaclass import config
 
@@ -70,3 +72,17 @@ def lazy_getattr(package: str, table: dict[str, str], namespace: dict):
         return value
 
     return __getattr__
+
+
+def make_module_callable(module_name: str, function) -> None:
+    """Let module ``module_name`` be called as ``function`` (``portaclass.evaluate(...)``
+    although ``portaclass.evaluate`` is also the module: importing a submodule
+    sets the package attribute to the module, so the module must be the function)."""
+    module = sys.modules[module_name]
+
+    class _CallableModule(types.ModuleType):
+        def __call__(self, *args, **kwargs):
+            return function(*args, **kwargs)
+
+    _CallableModule.__call__.__doc__ = function.__doc__
+    module.__class__ = _CallableModule

@@ -26,7 +26,7 @@ from portaclass.train.options import TrainOptions, cli_fields, flag_of
 app = typer.Typer(
     name="portaclass",
     help="Train image classifiers on TensorFlow, PyTorch or JAX with one code path; "
-    "preview augmentation, list models and devices.",
+    "evaluate and predict with them; preview augmentation, list models and devices.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -192,6 +192,112 @@ def preview(
 
     path = write_preview(data, out=out, augment=augment, count=count, image_size=image_size, seed=seed)
     typer.echo(f"wrote {path}")
+
+
+DeviceOption = Annotated[
+    str | None, typer.Option(help="cpu, gpu or gpu:N (default: the backend's choice).", show_default=False)]
+BatchSizeOption = Annotated[int, typer.Option(help="Images per forward pass.")]
+TtaOption = Annotated[bool, typer.Option("--tta", help="Test-time augmentation: average over "
+                                         "the image, its mirror and shifted windows.")]
+
+
+def _progress_bar(description: str):
+    """A transient Rich bar on stderr and the ``progress(done, total)``
+    callback that drives it (stdout stays clean for --json / --format)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task(description, total=None)
+    return bar, lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    source: Annotated[str, typer.Argument(help="A run folder or a .keras model file.")],
+    data: Annotated[str | None, typer.Option(
+        help="train, val or test (a split of the run), or a folder of class folders "
+        "(default: the run's held-out split).", show_default=False)] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON only.")] = False,
+    tta: TtaOption = False,
+    out: Annotated[str | None, typer.Option(
+        help="Folder for evaluation.json and confusion_matrix.png (default: the run).",
+        show_default=False)] = None,
+    device: DeviceOption = None,
+    batch_size: BatchSizeOption = 64,
+    backend: BackendOption = "",
+    debug: DebugOption = False,
+):
+    """Accuracy, per-class precision/recall/F1, confusion matrix and calibration of a trained model."""
+    choose_backend(backend)
+    from portaclass.evaluate import evaluate as run_evaluation
+    from portaclass.report.tables import evaluation_table
+
+    bar, progress = _progress_bar("evaluating")
+    with bar:
+        result = run_evaluation(source, data, tta=tta, out=out, device=device, batch_size=batch_size,
+                                progress=progress)
+    if json_output:
+        import json
+
+        typer.echo(json.dumps(result.to_dict(), indent=1))
+        return
+    evaluation_table(result)
+
+
+@app.command()
+@handle_errors
+def predict(
+    model: Annotated[str, typer.Argument(help="A run folder or a .keras model file.")],
+    images: Annotated[list[str], typer.Argument(help="Image files or folders (searched recursively).")],
+    device: DeviceOption = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes to show per image.")] = 3,
+    output_format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    batch_size: BatchSizeOption = 32,
+    tta: TtaOption = False,
+    backend: BackendOption = "",
+    debug: DebugOption = False,
+):
+    """Predict the classes of images; an unreadable image is an error row (exit code 1 at the end)."""
+    from portaclass.checks import choice
+
+    choice("format", output_format, ("table", "json", "csv"))
+    choose_backend(backend)
+    from portaclass.predict import format_predictions
+    from portaclass.predict import predict as run_prediction
+    from portaclass.report.tables import prediction_table
+
+    bar, progress = _progress_bar("predicting")
+    with bar:
+        results = run_prediction(model, images, device=device, top_k=top_k, batch_size=batch_size,
+                                 tta=tta, progress=progress, log=lambda line: typer.echo(line, err=True))
+    if output_format == "table":
+        prediction_table(results)
+    else:
+        typer.echo(format_predictions(results, output_format), nl=False)
+    failed = sum(1 for r in results if r.error)
+    if failed:
+        typer.echo(f"error: {failed} of {len(results)} images could not be read (see the error "
+                   f"{'column' if output_format != 'json' else 'fields'})", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def report(
+    run_dir: Annotated[str, typer.Argument(help="A run folder.")],
+    out: Annotated[str | None, typer.Option(help="Where to write the page (default: RUN/report.html).",
+                                            show_default=False)] = None,
+    backend: BackendOption = "",
+    debug: DebugOption = False,
+):
+    """(Re)build a run's self-contained report.html: curves, evaluation, top losses, Grad-CAM, config."""
+    choose_backend(backend)
+    from portaclass.report.html import write_report
+
+    typer.echo(f"wrote {write_report(run_dir, out=out)}")
 
 
 @app.command("models")

@@ -190,6 +190,19 @@ class Run:
         return Preprocessing.from_dict(self.config["model"].get("preprocessing") or {})
 
     @property
+    def resize(self) -> str:
+        """How images were resized to the input size ("plain", "crop", "pad")."""
+        return self.options.get("resize") or "plain"
+
+    def model_info(self) -> dict:
+        """What a model file needs to predict on its own (stored inside every
+        ``.keras`` file the run writes): class names, input shape,
+        preprocessing, resize mode."""
+        return {"schema": SCHEMA, "class_names": self.class_names,
+                "input_shape": list(self.input_shape), "resize": self.resize,
+                "preprocessing": self.config["model"].get("preprocessing") or {}}
+
+    @property
     def held_out(self) -> str | None:
         """The split the run was scored on: "test", else "val", else None."""
         return self.config["data"].get("held_out")

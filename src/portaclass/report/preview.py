@@ -15,6 +15,7 @@ from portaclass._lazy import LazyModule
 from portaclass.data.constants import PRESETS
 from portaclass.data.dataset import Dataset
 from portaclass.data.loading import load_dataset
+from portaclass.report.plots import save
 from portaclass.train.options import TrainOptions
 
 # subclasses keras.utils.PyDataset: imported on first use, after the options are checked
@@ -101,8 +102,4 @@ def write_preview(
         axes.set_title(label_title(label, dataset.class_names), fontsize=9)
         axes.axis("off")
     figure.suptitle(f"{dataset.name or 'data'}: augment={augment}, seed {seed}, epoch {epoch}", fontsize=11)
-    figure.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=80)
-    return out
+    return save(figure, out, dpi=80)

@@ -85,9 +85,11 @@ class RunCheckpoints(keras.callbacks.Callback):
         improved = score is not None and float(score) > self.state.get("best_val_accuracy", -1.0)
         if improved:
             self.state.update(best_val_accuracy=float(score), best_epoch=epoch + 1)
-        write_keras_atomic(self.model, self.run.checkpoints / "last.keras", extra=self.state)
+        info = self.run.model_info()
+        write_keras_atomic(self.model, self.run.checkpoints / "last.keras", extra=self.state, info=info)
         if improved:  # for evaluation and export, not resuming: no optimizer state
-            save_inference_model(self.model, self.run.checkpoints / "best.keras", extra=self.state)
+            save_inference_model(self.model, self.run.checkpoints / "best.keras", extra=self.state,
+                                 info=info)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

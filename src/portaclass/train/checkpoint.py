@@ -5,8 +5,11 @@ iteration count, so the learning-rate schedule continues where it was) with
 one more archive member, ``portaclass/state.json``: the epoch counter, the
 phase, the best validation score so far, early stopping's counters and the
 state of every random seed generator (Keras does not save those, and Dropout
-draws from them). Keras ignores the extra member, so the file still loads with
-plain ``keras.saving.load_model``.
+draws from them). Every model file a run writes also carries
+``portaclass/model.json`` (class names, preprocessing, input shape, resize
+mode: ``inference.ModelInfo``), so a ``.keras`` file copied out of its run
+still predicts with the right classes and pixels. Keras ignores the extra
+members, so the file still loads with plain ``keras.saving.load_model``.
 
 Each write goes to a temporary file in the same folder, which is then renamed
 over the old one (``os.replace`` is atomic on POSIX and Windows): a crash or a
@@ -25,18 +28,24 @@ from portaclass._lazy import backend, keras
 from portaclass.errors import RunError
 
 STATE_MEMBER = "portaclass/state.json"
+MODEL_INFO_MEMBER = "portaclass/model.json"
 
 
-def write_keras_atomic(model, path: Path, *, extra: dict | None = None) -> Path:
+def write_keras_atomic(model, path: Path, *, extra: dict | None = None,
+                       info: dict | None = None) -> Path:
     """``model.save(path)`` through a temporary file in the same folder;
-    ``extra`` is stored as the ``portaclass/state.json`` archive member."""
+    ``extra`` is stored as the ``portaclass/state.json`` archive member,
+    ``info`` as ``portaclass/model.json``."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
+    members = {STATE_MEMBER: extra, MODEL_INFO_MEMBER: info}
     try:
         model.save(tmp)
-        if extra is not None:
+        if any(value is not None for value in members.values()):
             with zipfile.ZipFile(tmp, "a") as archive:
-                archive.writestr(STATE_MEMBER, json.dumps(extra, indent=1, sort_keys=True))
+                for name, value in members.items():
+                    if value is not None:
+                        archive.writestr(name, json.dumps(value, indent=1, sort_keys=True))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -52,11 +61,26 @@ def remove_partial_writes(folder: Path) -> list[Path]:
     return leftovers
 
 
-def save_inference_model(model, path: Path, *, extra: dict | None = None) -> Path:
+def save_inference_model(model, path: Path, *, extra: dict | None = None,
+                         info: dict | None = None) -> Path:
     """The trained model without optimizer or compile state: what users ship
     (about a third of a checkpoint with Adam's two moments)."""
-    bare = keras.Model(model.inputs, model.outputs, name=model.name)
-    return write_keras_atomic(bare, path, extra=extra)
+    # one input as a tensor, not a list of one: a list makes Keras warn on
+    # every call with a plain array ("structure of `inputs` doesn't match")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    outputs = model.outputs[0] if len(model.outputs) == 1 else model.outputs
+    bare = keras.Model(inputs, outputs, name=model.name)
+    return write_keras_atomic(bare, path, extra=extra, info=info)
+
+
+def read_model_info(path: Path) -> dict | None:
+    """The ``portaclass/model.json`` member of a ``.keras`` file, or None
+    when it has none (a file not written by a portaclass run)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(MODEL_INFO_MEMBER))
+    except (KeyError, zipfile.BadZipFile, OSError, ValueError):
+        return None
 
 
 def read_state(path: Path) -> dict:

@@ -92,6 +92,8 @@ class TrainOptions:
         False, "Also set each backend's determinism switches and read data on one thread: "
         "bit-identical runs for one seed, slower.")
     tensorboard: bool = option(False, "Write TensorBoard event files under RUN/tensorboard.")
+    report: bool = option(True, "Write RUN/report.html at the end: curves, held-out evaluation, "
+                          "top losses, Grad-CAM, augmentation, skipped files.")
     augment: str = option("none", _preset_help())
     resize: str = option("plain", "Resize mode: plain, crop (to aspect) or pad (to aspect).")
     val_split: float = option(0.2, "Share of each class held out for validation.")

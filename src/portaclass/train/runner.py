@@ -296,7 +296,7 @@ class TrainingSession:
 
     def _finish(self, history, fits: list[float]) -> TrainResult:
         run = self.run
-        checkpoint_module.save_inference_model(self.model, run.model_path)
+        checkpoint_module.save_inference_model(self.model, run.model_path, info=run.model_info())
         metrics = _score(self.model, self.dataset, self.held_out, history, self.pipeline)
         # Files that broke after the pre-pass (changed on disk mid-run) were
         # replaced in their batch; they join skipped.csv now.
@@ -315,7 +315,28 @@ class TrainingSession:
         if self.resumed_from is not None:
             metrics["resumed_after_epoch"] = self.resumed_from
         run.write_metrics(metrics)
+        if self.options.report:
+            self._write_report(metrics)
         return TrainResult(run.path, backend.NAME, metrics)
+
+    def _write_report(self, metrics: dict) -> None:
+        """report.html with the model still in memory. A report that fails
+        costs the run nothing: it is finished, and `portaclass report`
+        rebuilds the page."""
+        from portaclass.inference import classifier_of_run
+        from portaclass.report.html import write_report
+
+        start = time.perf_counter()
+        try:
+            path = write_report(self.run.path, classifier=classifier_of_run(self.run, self.model))
+        except Exception as error:  # the trained run must survive a plotting bug
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            self.log(f"report.html could not be written ({first}); "
+                     f"try: portaclass report {self.run.path} --debug")
+            return
+        metrics["report_seconds"] = round(time.perf_counter() - start, 2)
+        self.run.write_metrics(metrics)
+        self.log(f"report: {path}")
 
 
 def _options_of(run: Run, quiet: bool) -> TrainOptions:

@@ -1,0 +1,268 @@
+"""``portaclass evaluate``: how good a trained classifier is, per class.
+
+On a run folder the default data is the run's held-out split (splits/test.csv,
+else val) read back through ``Run``, with the run's preprocessing: exactly
+the images training never saw. ``data`` may instead name another split of
+the run or a folder of class folders (a pre-split folder's test/ part, else
+all of it). Metrics come from scikit-learn; expected calibration error,
+which scikit-learn lacks, is computed here. ``evaluation.json`` and
+``confusion_matrix.png`` go into the run (or ``out``).
+
+The module is callable: ``portaclass.evaluate(run_or_model, data=None,
+tta=False)`` returns an ``Evaluation``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from portaclass import checks
+from portaclass._lazy import backend, make_module_callable
+from portaclass.data.dataset import Split
+from portaclass.data.folder import from_directory
+from portaclass.data.inputs import iter_inputs
+from portaclass.errors import DataError, UsageError
+from portaclass.inference import Classifier, open_classifier, stack_pixels
+from portaclass.run import write_json_atomic
+
+EVALUATION = "evaluation.json"
+CONFUSION_MATRIX = "confusion_matrix.png"
+SPLIT_NAMES = ("train", "val", "test")
+CALIBRATION_BINS = 15
+TOP_LOSSES = 16
+
+
+@dataclass
+class Scores:
+    """Metrics of one set of predictions (plain, or with test-time augmentation)."""
+
+    accuracy: float
+    top_k: int | None
+    top_k_accuracy: float | None
+    log_loss: float
+    expected_calibration_error: float
+    macro: dict
+    weighted: dict
+    per_class: list[dict]
+    confusion_matrix: list[list[int]]
+
+
+@dataclass
+class Evaluation:
+    """What ``evaluate`` measured: ``scores`` (and ``tta_scores`` with
+    ``tta``), on ``count`` images of ``data`` from ``model``; ``skipped``
+    lists ``(name, reason)`` of images that could not be read;
+    ``top_losses`` the worst-predicted images (name, true, predicted,
+    probability of the truth, loss)."""
+
+    model: str
+    data: str
+    backend: str
+    class_names: list[str]
+    count: int
+    scores: Scores
+    tta_scores: Scores | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    top_losses: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    files: dict = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return self.scores.accuracy
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate(source, data=None, *, tta: bool = False, out=None, device: str | None = None,
+             batch_size: int = 64, top_k: int | None = None, write: bool = True,
+             progress=None) -> Evaluation:
+    """Evaluate a run folder, ``.keras`` file or ``keras.Model``.
+
+    Args:
+        source: the run folder or model file (or model).
+        data: None (the run's held-out split), "train" / "val" / "test" (a
+            split of the run), or a folder of class folders.
+        tta: also score with test-time augmentation (``tta_scores``).
+        out: folder for evaluation.json and confusion_matrix.png (default:
+            the run folder; for a bare file, ``<file>.evaluation/``).
+        device: "cpu", "gpu" or "gpu:N".
+        batch_size: images per forward pass.
+        top_k: k of the top-k accuracy (default 5, or fewer with few classes).
+        write: False to write nothing.
+        progress: called as ``progress(done, total)`` after each batch.
+    """
+    checks.at_least("batch_size", batch_size, 1)
+    if top_k is not None:
+        checks.at_least("top_k", top_k, 1)
+    start = time.perf_counter()
+    classifier = open_classifier(source, device=device)
+    split, data_name, skipped = _resolve_data(classifier, data)
+    labels = _labels_in_model_order(split, classifier.class_names, data_name)
+
+    items = list(split.paths) if split.is_files else list(split.images)
+    names = split.relpaths() if split.is_files else [f"{split.name}[{i}]" for i in range(len(split))]
+    kept, plain, augmented = [], [], []
+    for batch_start, batch in _batches(classifier, items, batch_size):
+        for offset, image in enumerate(batch):
+            if image.error:
+                skipped.append((names[batch_start + offset], image.error))
+            else:
+                kept.append(batch_start + offset)
+        pixels = stack_pixels(batch)
+        plain.append(classifier.probabilities(pixels, batch_size=batch_size))
+        if tta:
+            augmented.append(classifier.probabilities(pixels, batch_size=batch_size, tta=True))
+        if progress:
+            progress(min(batch_start + len(batch), len(items)), len(items))
+    if not kept:
+        first, reason = skipped[0] if skipped else ("-", "-")
+        raise DataError(f"no image of {data_name} could be read ({len(skipped)} skipped; "
+                        f"{first}: {reason})")
+    truth = labels[kept]
+    probabilities = np.concatenate(plain)
+    k = top_k or min(5, len(classifier.class_names) - 1)
+    evaluation = Evaluation(
+        model=classifier.source, data=data_name, backend=backend.NAME,
+        class_names=classifier.class_names, count=len(kept),
+        scores=score(truth, probabilities, classifier.class_names, k),
+        tta_scores=score(truth, np.concatenate(augmented), classifier.class_names, k) if tta else None,
+        skipped=skipped, top_losses=_top_losses(truth, probabilities, [names[i] for i in kept],
+                                                classifier.class_names),
+    )
+    evaluation.seconds = round(time.perf_counter() - start, 2)
+    if write:
+        folder = _output_folder(classifier, out)
+        evaluation.files = write_evaluation(evaluation, folder)
+    return evaluation
+
+
+def _batches(classifier: Classifier, items: list, batch_size: int):
+    start = 0
+    for batch in iter_inputs(items, classifier.size_hw, classifier.channels,
+                             resize_mode=classifier.resize, batch_size=batch_size):
+        yield start, batch
+        start += len(batch)
+
+
+def _resolve_data(classifier: Classifier, data) -> tuple[Split, str, list]:
+    """The split to score, a name for it, and the files its folder's
+    pre-pass found unreadable."""
+    run = classifier.run
+    if data is None or data in SPLIT_NAMES:
+        if run is None:
+            raise UsageError.for_option("data", f"is needed for {classifier.source}, which is not in "
+                                        "a run folder: pass a folder of class folders")
+        split = run.split(data)
+        if split.is_files and split.root is not None and not Path(split.root).is_dir():
+            raise DataError(f"the data folder {split.root} the run was trained on is gone (moved or "
+                            "deleted): pass the folder of class folders to evaluate on")
+        return split, f"{run.path} {split.name} split", []
+    folder = Path(str(data)).expanduser()
+    if not folder.is_dir():
+        raise UsageError.for_option("data", f"must be {', '.join(SPLIT_NAMES)} or a folder of class "
+                                    f"folders; {data!r} is neither")
+    dataset = from_directory(folder, val_split=0.0, test_split=0.0,
+                             color_mode="grayscale" if classifier.channels == 1 else "rgb")
+    split = dataset.test or dataset.val or dataset.train
+    label = f"{folder}" + (f" ({split.name}/)" if split is not dataset.train else "")
+    return split, label, list(dataset.skipped)
+
+
+def _labels_in_model_order(split: Split, model_classes: list[str], data_name: str) -> np.ndarray:
+    """The split's labels as indices of the model's classes: a folder's
+    classes are matched to the model's by name (it may hold fewer)."""
+    if list(split.class_names) == list(model_classes):
+        return split.labels
+    unknown = [name for name in split.class_names if name not in model_classes]
+    if unknown:
+        raise DataError(f"{data_name} has classes the model does not know: {', '.join(unknown[:5])} "
+                        f"(the model's: {', '.join(model_classes[:10])})")
+    mapping = np.array([model_classes.index(name) for name in split.class_names])
+    return mapping[split.labels]
+
+
+def score(truth: np.ndarray, probabilities: np.ndarray, class_names: list[str], k: int) -> Scores:
+    """Accuracy, top-k, log loss, calibration error, per-class and averaged
+    precision/recall/F1 and the confusion matrix (rows: truth)."""
+    from sklearn import metrics
+
+    classes = list(range(len(class_names)))
+    predicted = probabilities.argmax(axis=1)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        truth, predicted, labels=classes, zero_division=0)
+    per_class = [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
+                  "support": int(s)} for name, p, r, f, s in zip(class_names, precision, recall, f1, support)]
+    averages = {}
+    for average in ("macro", "weighted"):
+        p, r, f, _ = metrics.precision_recall_fscore_support(truth, predicted, labels=classes,
+                                                             average=average, zero_division=0)
+        averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+    use_k = k if 1 <= k < len(classes) else None
+    return Scores(
+        accuracy=float(metrics.accuracy_score(truth, predicted)),
+        top_k=use_k,
+        top_k_accuracy=(float(metrics.top_k_accuracy_score(truth, probabilities, k=use_k, labels=classes))
+                        if use_k else None),
+        log_loss=float(metrics.log_loss(truth, np.clip(probabilities, 1e-7, 1.0), labels=classes)),
+        expected_calibration_error=expected_calibration_error(truth, probabilities),
+        macro=averages["macro"], weighted=averages["weighted"], per_class=per_class,
+        confusion_matrix=metrics.confusion_matrix(truth, predicted, labels=classes).tolist(),
+    )
+
+
+def expected_calibration_error(truth: np.ndarray, probabilities: np.ndarray,
+                               bins: int = CALIBRATION_BINS) -> float:
+    """Expected calibration error (Guo et al. 2017): confidence against
+    accuracy in equal-width confidence bins, weighted by the bins' sizes."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == truth
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
+
+
+def _top_losses(truth, probabilities, names, class_names, count: int = TOP_LOSSES) -> list[dict]:
+    """The images the model got most wrong (highest cross-entropy first):
+    fastai's ``plot_top_losses`` list."""
+    true_probability = probabilities[np.arange(len(truth)), truth]
+    losses = -np.log(np.clip(true_probability, 1e-7, 1.0))
+    worst = np.argsort(-losses, kind="stable")[:count]
+    return [{"name": names[i], "true": class_names[truth[i]],
+             "predicted": class_names[int(probabilities[i].argmax())],
+             "probability_predicted": float(probabilities[i].max()),
+             "probability_true": float(true_probability[i]), "loss": float(losses[i])} for i in worst]
+
+
+def _output_folder(classifier: Classifier, out) -> Path:
+    if out is not None:
+        return Path(out)
+    if classifier.run is not None:
+        return classifier.run.path
+    return Path(f"{classifier.source}.evaluation")
+
+
+def write_evaluation(evaluation: Evaluation, folder: Path) -> dict:
+    """evaluation.json and confusion_matrix.png in ``folder``."""
+    from portaclass.report.plots import plot_confusion_matrix
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"json": str(folder / EVALUATION), "confusion_matrix": str(folder / CONFUSION_MATRIX)}
+    plot_confusion_matrix(np.asarray(evaluation.scores.confusion_matrix), evaluation.class_names,
+                          folder / CONFUSION_MATRIX, title=f"{evaluation.data} ({evaluation.backend})")
+    write_json_atomic(folder / EVALUATION, evaluation.to_dict() | {"files": files})
+    return files
+
+
+make_module_callable(__name__, evaluate)

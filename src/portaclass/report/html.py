@@ -1,0 +1,206 @@
+"""``report.html``: one self-contained page per run.
+
+Written at the end of ``train`` and rebuilt by ``portaclass report RUN``:
+training curves (both fine-tuning phases marked), the confusion matrix and
+per-class table of the held-out split, the images with the highest loss
+(fastai's ``plot_top_losses``) and Grad-CAM overlays of some of them, an
+augmentation preview, the skipped files, the config and the environment.
+Every image is a PNG inlined as a data URI and the page has no script and
+no external resource, so it opens anywhere, offline, and can be mailed.
+The page comes from a Jinja2 template (``templates/report.html.j2``).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from portaclass import __version__
+from portaclass.data.decode import DecodeError, as_array, load_image
+from portaclass.errors import PortaclassError
+from portaclass.evaluate import EVALUATION, Evaluation, evaluate
+from portaclass.inference import Classifier, open_classifier
+from portaclass.report import plots
+from portaclass.run import SKIPPED, Run
+
+REPORT = "report.html"
+TOP_LOSS_IMAGES = 12
+GRADCAM_IMAGES = 4
+PREVIEW_IMAGES = 8
+
+
+def _png(draw) -> str:
+    """``draw(file)`` writes a PNG; returns it as a data URI."""
+    buffer = io.BytesIO()
+    draw(buffer)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def write_report(run_dir, *, classifier: Classifier | None = None, out=None) -> Path:
+    """Build ``report.html`` for the run in ``run_dir`` (or at ``out``).
+
+    Args:
+        run_dir: a run folder (finished, or with a checkpoint).
+        classifier: the trained model in memory (the end of ``train``);
+            default: the run's model file.
+        out: where to write the page (default ``RUN/report.html``).
+    Returns:
+        The path written.
+    """
+    run = Run.open(run_dir)
+    history = run.history()
+    sections: dict = {"notes": []}
+    sections["curves"] = _png(lambda f: plots.plot_training_curves(history, f)) if history else None
+    evaluation = None
+    if run.held_out is not None:
+        try:
+            classifier = classifier or open_classifier(run.path)
+            evaluation = _held_out_evaluation(run, classifier)
+        except PortaclassError as error:  # the data moved, the model is missing...
+            sections["notes"].append(f"Held-out evaluation left out: {error}")
+    else:
+        sections["notes"].append("The run held no split out (val_split=0 and test_split=0): "
+                                 "there is nothing to evaluate on.")
+    if evaluation is not None:
+        sections["confusion"] = _png(lambda f: plots.plot_confusion_matrix(
+            np.asarray(evaluation.scores.confusion_matrix), evaluation.class_names, f))
+        images = _top_loss_images(run, evaluation)
+        if images:
+            sections["top_losses"] = _png(lambda f: plots.plot_image_grid(
+                [image for image, _ in images], [text for _, text in images], f,
+                title="highest loss first: true / predicted (probability)"))
+        sections["gradcam"] = _gradcam(classifier, run, evaluation, sections["notes"])
+    sections["preview"] = _preview(run, sections["notes"])
+    page = _template().render(
+        run=run, config=run.config, history=history, evaluation=evaluation,
+        metrics=_metrics(run), skipped=_skipped(run),
+        config_json=json.dumps(run.config, indent=2, sort_keys=True, default=str),
+        env_json=json.dumps(_env(run), indent=2, sort_keys=True, default=str),
+        created=time.strftime("%Y-%m-%d %H:%M"), version=__version__, **sections)
+    path = Path(out) if out else run.path / REPORT
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _held_out_evaluation(run: Run, classifier: Classifier) -> Evaluation:
+    """evaluation.json when ``portaclass evaluate`` wrote it for this
+    split, else a fresh evaluation (not written: the report holds it)."""
+    saved = run.path / EVALUATION
+    if saved.is_file():
+        data = json.loads(saved.read_text())
+        if data.get("data", "").endswith(f" {run.held_out} split") and data.get("model") == classifier.source:
+            return _evaluation_from_dict(data)
+    return evaluate(classifier, write=False)
+
+
+def _evaluation_from_dict(data: dict) -> Evaluation:
+    from portaclass.evaluate import Scores
+
+    values = dict(data)
+    values["scores"] = Scores(**data["scores"])
+    values["tta_scores"] = Scores(**data["tta_scores"]) if data.get("tta_scores") else None
+    values["skipped"] = [tuple(item) for item in data.get("skipped", [])]
+    return Evaluation(**{k: v for k, v in values.items() if k in Evaluation.__dataclass_fields__})
+
+
+def _held_out_items(run: Run) -> dict:
+    """name (as evaluate reports it) -> path or array, for the held-out split."""
+    split = run.split()
+    if split.is_files:
+        return dict(zip(split.relpaths(), split.paths))
+    return {f"{split.name}[{i}]": image for i, image in enumerate(split.images)}
+
+
+def _top_loss_images(run: Run, evaluation: Evaluation) -> list[tuple[np.ndarray, str]]:
+    items = _held_out_items(run)
+    height, width, channels = run.input_shape
+    shown = []
+    for row in evaluation.top_losses[:TOP_LOSS_IMAGES]:
+        item = items.get(row["name"])
+        if item is None:
+            continue
+        try:
+            image = as_array(load_image(item, (height * 2, width * 2), channels)) \
+                if isinstance(item, Path) else item
+        except DecodeError:
+            continue
+        name = row["name"] if len(row["name"]) <= 28 else "…" + row["name"][-27:]
+        shown.append((image, f"{name}\n{row['true']} / {row['predicted']} "
+                             f"({row['probability_predicted']:.0%})"))
+    return shown
+
+
+def _gradcam(classifier: Classifier, run: Run, evaluation: Evaluation, notes: list) -> str | None:
+    """Grad-CAM overlays of the first top-loss images, for the predicted class."""
+    try:
+        from portaclass.report import gradcam
+    except ImportError:  # the explain module is not part of this build
+        return None
+    items = _held_out_items(run)
+    chosen = [items[row["name"]] for row in evaluation.top_losses[:GRADCAM_IMAGES] if row["name"] in items]
+    if not chosen:
+        return None
+    try:
+        return _png(lambda f: gradcam.overlay_grid(classifier, chosen, f))
+    except PortaclassError as error:  # a model without a spatial feature map (ViT)
+        notes.append(f"Grad-CAM: {error}")
+        return None
+
+
+def _preview(run: Run, notes: list) -> str | None:
+    """The first images of training epoch 1 as the run's augmentation drew them."""
+    from portaclass.report.preview import write_preview
+
+    options = run.options
+    if not options.get("data"):
+        return None
+    height, width, channels = run.input_shape
+    try:
+        return _png(lambda f: write_preview(
+            options["data"], out=f, augment=options.get("augment") or "none", count=PREVIEW_IMAGES,
+            image_size=(height, width), seed=options.get("seed", 0), channels=channels,
+            batch_size=options.get("batch_size") or 32))
+    except PortaclassError as error:  # the data moved since training
+        notes.append(f"Augmentation preview left out: {error}")
+        return None
+
+
+def _metrics(run: Run) -> dict:
+    try:
+        return run.metrics()
+    except PortaclassError:
+        return {}
+
+
+def _env(run: Run) -> dict:
+    try:
+        return run.env()
+    except PortaclassError:
+        return {}
+
+
+def _skipped(run: Run) -> list[dict]:
+    path = run.path / SKIPPED
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _template():
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("portaclass.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+    environment.filters["percent"] = lambda v: "-" if v is None else f"{float(v):.2%}"
+    environment.filters["number"] = lambda v, digits=3: "-" if v in (None, "") else f"{float(v):.{digits}f}"
+    return environment.get_template("report.html.j2")

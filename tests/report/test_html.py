@@ -1,0 +1,93 @@
+"""report.html: written by train, rebuilt by `portaclass report`,
+self-contained, and rendered by a real browser without errors."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from portaclass.errors import RunError
+from portaclass.report.html import write_report
+from tests.helpers import invoke_cli
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+# Chromium as the machine's probe starts it: no sandbox (root), and no
+# background connections, which a closed network refuses many at a time.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def report(trained_run):
+    return trained_run[0].run_dir / "report.html"
+
+
+def test_train_writes_the_report_and_records_its_cost(trained_run, report):
+    assert report.is_file()
+    assert trained_run[0].metrics["report_seconds"] >= 0
+    page = report.read_text()
+    for section in ("Training curves", "Held-out evaluation", "Top losses", "Augmentation",
+                    "Skipped files", "Configuration", "Environment"):
+        assert section in page
+    for name in ("circle", "square", "star", "triangle"):
+        assert f"<td>{name}</td>" in page  # the per-class table
+
+
+def test_the_page_is_self_contained(report):
+    page = report.read_text()
+    sources = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+
+
+def test_report_command_rebuilds_it_and_names_a_non_run(trained_run, tmp_path):
+    out = tmp_path / "again.html"
+    result = invoke_cli(["report", str(trained_run[0].run_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and "Held-out evaluation" in out.read_text()
+    bad = invoke_cli(["report", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a run folder" in bad.stderr
+
+
+def test_a_run_folder_moved_away_from_its_data_still_reports(trained_run, tmp_path):
+    """The data folder is gone: evaluation and preview can't be redone, the
+    curves and config still show, and the page says what is missing."""
+    moved = tmp_path / "run"
+    shutil.copytree(trained_run[0].run_dir, moved)
+    (moved / "evaluation.json").unlink(missing_ok=True)
+    (moved / "splits" / "root.txt").write_text(str(tmp_path / "nowhere"))
+    with pytest.raises(RunError):
+        write_report(tmp_path / "missing")
+    path = write_report(moved)
+    page = path.read_text()
+    assert "Training curves" in page and "Configuration" in page
+    assert "Held-out evaluation left out" in page and "nowhere" in page
+
+
+def test_the_report_renders_in_chromium_with_every_image_loaded(report, backend_name):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium: `make test` installs Debian's package (apt-get install chromium); "
+                    "it could not here")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extras")
+    errors: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(report.as_uri(), wait_until="load")
+            images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+            title = page.title()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"report-{backend_name}.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    assert title.startswith("portaclass report")
+    assert len(images) >= 4  # curves, confusion matrix, top losses, augmentation
+    assert all(complete and width > 0 for _, complete, width in images), images
