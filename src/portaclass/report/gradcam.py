@@ -1,42 +1,51 @@
 """Grad-CAM (Selvaraju et al., 2017): where in an image a classifier found
-the evidence for a class, on every backend.
+the evidence for a class, on every backend; ``portaclass explain`` and the
+run report's overlays.
 
 The heatmap of class ``c`` over a feature map ``A`` (``K`` channels) is
-``ReLU(sum_k alpha_k A_k)`` with ``alpha_k`` the spatial mean of
-``d score_c / d A_k``. That needs the gradient with respect to an
-intermediate tensor, which Keras has no backend-agnostic API for: the
-classifier is split at the feature map into ``image -> A`` and ``(image, A)
--> score``, and the second part is differentiated with
-``backend.value_and_grad`` (tf.GradientTape, torch.autograd or
-jax.value_and_grad underneath), so ``A`` itself is the variable.
+``ReLU(sum_k alpha_k A_k)``, ``alpha_k`` the spatial mean of
+``d score_c / d A_k``, with ``score_c`` the class's logit. The gradient is
+taken with ``backend.value_and_grad`` (tf.GradientTape, torch.autograd or
+jax.value_and_grad underneath) on the model split at ``A``
+(``report.feature_map``), so ``A`` itself is the variable.
 
-The score is the class's logit, before the softmax (as in the paper): the
-softmax probability's gradient vanishes as the probability nears 1, which
-is exactly the confident case a user wants explained.
-
-The feature map is found automatically: the 4-D tensor the global pooling
-of the head reads, inside a nested ``backbone`` sub-model where there is one
-(pretrained keras.applications bases and transfer models keep theirs
-nested). Or a layer is named.
+Heatmaps leave as NumPy in channels_last terms whatever the model's layout,
+and are drawn over the image with a matplotlib colormap (no figure, no
+pyplot backend), one PNG per image written with Pillow.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
-from portaclass import layout
+from portaclass import checks, layout
 from portaclass._lazy import backend, keras
+from portaclass.data.inputs import expand_paths, iter_inputs
+from portaclass.data.normalize import normalize
 from portaclass.errors import UsageError
+from portaclass.inference import Classifier, open_classifier, stack_pixels
+from portaclass.report import plots
+from portaclass.report.feature_map import (
+    ends_in_softmax,
+    feature_data_format,
+    find_target_layer,
+    split_at,
+)
 
-# Layers that reduce a feature map to one vector per image: the target is
-# what the last of them reads (models/builder.py cuts saved models there too).
-GLOBAL_POOLING = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
-                  "GlobalMaxPooling1D", "Flatten")
-LAYERS_LISTED = 5  # in an error naming a layer the model does not have
+# An overlay is drawn at least this large (shorter side, pixels): a 32-px
+# model's heatmap over a 32-px image is too small to see.
+DISPLAY_SIDE = 224
+HEATMAP_ALPHA = 0.45  # weight of the colours over the image
+COLORMAP = "jet"
+BATCH_SIZE = 8
+CLASSES_LISTED = 10  # in the error for a class the model does not know
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,8 @@ class GradCam:
     """Grad-CAM of a batch: ``heatmaps`` ``(N, h, w)`` float32 in [0, 1] at
     the feature map's resolution (each image's maximum is 1, or all zero
     when nothing speaks for the class), the ``class_indices`` explained,
-    the model's ``probabilities`` ``(N, classes)``, the ``channel_weights``
+    the model's ``probabilities`` ``(N, classes)`` (its outputs, when
+    they are not a softmax's), the ``channel_weights``
     ``alpha`` ``(N, K)`` and the ``layer`` used (``backbone/out_relu`` for
     a layer inside a nested model)."""
 
@@ -75,10 +85,11 @@ def gradcam(model, images, *, class_index=None, layer: str | None = None) -> Gra
         raise UsageError(f"Grad-CAM needs a model with one image input; {model.name} has "
                          f"{len(model.inputs)}")
     path = find_target_layer(model, layer)
-    to_features, to_scores = _split(model, path)
+    to_features, to_scores = split_at(model, path)
     x = keras.ops.convert_to_tensor(np.asarray(images, np.float32))
     maps = np.asarray(backend.to_numpy(to_features(x)), np.float32)
-    probabilities = np.asarray(backend.to_numpy(model(x, training=False)), np.float32)
+    scores = np.asarray(backend.to_numpy(to_scores(x, keras.ops.convert_to_tensor(maps))), np.float32)
+    probabilities = _softmax(scores) if ends_in_softmax(model) else scores
     classes = _classes(class_index, probabilities)
     chosen = keras.ops.convert_to_tensor(np.eye(probabilities.shape[1], dtype=np.float32)[classes])
 
@@ -87,7 +98,7 @@ def gradcam(model, images, *, class_index=None, layer: str | None = None) -> Gra
         return keras.ops.sum(keras.ops.cast(to_scores(x, feature_map), "float32") * chosen)
 
     _, grads = backend.value_and_grad(class_score, maps)
-    if _data_format(model) == layout.CHANNELS_FIRST:
+    if feature_data_format(model) == layout.CHANNELS_FIRST:
         maps, grads = layout.to_channels_last(maps), layout.to_channels_last(grads)
     weights = grads.mean(axis=(1, 2))  # (N, K)
     heatmaps = np.maximum(np.einsum("nhwk,nk->nhw", maps, weights), 0.0)
@@ -95,6 +106,11 @@ def gradcam(model, images, *, class_index=None, layer: str | None = None) -> Gra
     heatmaps = np.where(peaks > 0, heatmaps / np.where(peaks > 0, peaks, 1.0), 0.0)
     return GradCam(heatmaps.astype(np.float32), classes, probabilities, weights.astype(np.float32),
                    "/".join(path))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _classes(class_index, probabilities: np.ndarray) -> np.ndarray:
@@ -108,179 +124,6 @@ def _classes(class_index, probabilities: np.ndarray) -> np.ndarray:
     return classes
 
 
-# --- finding the feature map ------------------------------------------------------------
-
-
-def find_target_layer(model, layer: str | None = None) -> tuple[str, ...]:
-    """The layer Grad-CAM differentiates at, as a path of names from
-    ``model`` down through nested sub-models (``("backbone", "out_relu")``).
-
-    Default: the producer of the 4-D map the head's global pooling reads.
-    ``layer``: a name, looked up in ``model`` and then in its nested
-    sub-models; UsageError naming it (and some 4-D layers that would do)
-    when there is no such layer or its output is not 4-D.
-    """
-    if layer is None:
-        return _pooled_map_path(model)
-    path = _path_to(model, layer)
-    if path is None:
-        raise UsageError.for_option(
-            "layer", f"{layer!r} is not a layer of {model.name}; its last 4-D layers: "
-            f"{', '.join(_four_d_layers(model)[-LAYERS_LISTED:]) or 'none'}")
-    shape = _output_shape(_layer_at(model, path))
-    if shape is None or len(shape) != 4:
-        raise UsageError.for_option(
-            "layer", f"{layer!r} outputs shape {shape}; Grad-CAM needs a 4-D feature map, "
-            f"such as: {', '.join(_four_d_layers(model)[-LAYERS_LISTED:]) or 'none'}")
-    return path
-
-
-def _pooled_map_path(model) -> tuple[str, ...]:
-    pools = [lay for lay in model.layers if type(lay).__name__ in GLOBAL_POOLING]
-    if not pools:
-        raise UsageError(f"{model.name} has no global pooling layer to find its feature map by: "
-                         "name one with `layer`", option="layer")
-    pooled = pools[-1].input
-    if len(pooled.shape) != 4:
-        raise UsageError(
-            f"{model.name} has no 4-D feature map: its {type(pools[-1]).__name__} pools shape "
-            f"{tuple(pooled.shape)} (tokens, as in a vision transformer); Grad-CAM needs a "
-            "convolutional feature map (name a 4-D layer with `layer`)", option="layer")
-    return _output_path(_producer(pooled))
-
-
-def _output_path(layer) -> tuple[str, ...]:
-    """``layer``'s name, followed, for a nested model, by the path of the
-    layer that makes its output."""
-    if isinstance(layer, keras.Model):
-        return (layer.name, *_output_path(_producer(layer.outputs[0])))
-    return (layer.name,)
-
-
-def _path_to(model, name: str) -> tuple[str, ...] | None:
-    """The path to the layer called ``name``: ``model``'s own layers first,
-    then those of nested sub-models."""
-    for lay in model.layers:
-        if lay.name == name:
-            return (name,)
-    for lay in model.layers:
-        if isinstance(lay, keras.Model):
-            inner = _path_to(lay, name)
-            if inner is not None:
-                return (lay.name, *inner)
-    return None
-
-
-def _layer_at(model, path):
-    for name in path:
-        model = model.get_layer(name)
-    return model
-
-
-def _four_d_layers(model, prefix: str = "") -> list[str]:
-    """Names of the layers with a 4-D output, in model order, nested
-    sub-models' layers in place (the sub-model itself stands for its last)."""
-    names = []
-    for lay in model.layers:
-        if isinstance(lay, keras.Model):
-            names += _four_d_layers(lay, prefix)
-        elif type(lay).__name__ != "InputLayer" and len(_output_shape(lay) or ()) == 4:
-            names.append(prefix + lay.name)
-    return names
-
-
-def _output_shape(layer):
-    try:
-        return tuple(layer.output.shape)
-    except (AttributeError, ValueError):  # never called, or several outputs
-        return None
-
-
-def _data_format(model) -> str:
-    """The layout of ``model``'s feature maps: that of its first layer that
-    has one (a model saved channels_first keeps it, whatever Keras'
-    setting is now)."""
-    for lay in model.layers:
-        if isinstance(lay, keras.Model):
-            return _data_format(lay)
-        fmt = getattr(lay, "data_format", None)
-        if fmt in (layout.CHANNELS_FIRST, layout.CHANNELS_LAST):
-            return fmt
-    return layout.data_format()
-
-
-# --- splitting the model at the feature map --------------------------------------------
-# Keras keeps a functional graph as nodes: ``tensor._keras_history`` names the
-# layer (and call) that made a tensor, ``layer._inbound_nodes`` the calls of a
-# layer (models/flops.py reads them too). A model made from an intermediate
-# tensor stops its graph there, so it reads that tensor as an input.
-
-
-def _producer(tensor):
-    return tensor._keras_history.operation
-
-
-def _only_call(layer):
-    nodes = layer._inbound_nodes
-    if len(nodes) != 1:
-        raise UsageError(f"Grad-CAM cannot look inside {layer.name}: the model calls it "
-                         f"{len(nodes)} times", option="layer")
-    return nodes[0]
-
-
-def _split(model, path):
-    """``(to_features, to_scores)``: ``image -> A`` and ``(image, A) ->
-    class scores`` (the logits when the output layer is a softmax Dense),
-    with ``A`` the output of the layer at ``path``. The image goes into the
-    second part too: a layer inside a residual block has paths around it."""
-    to_features, to_outputs = _split_at(model, path, _score_input(model))
-    return to_features, lambda x, feature_map: _scores(model, to_outputs(x, feature_map))
-
-
-def _split_at(model, path, outputs):
-    image = model.inputs[0]
-    layer = model.get_layer(path[0])
-    if len(path) == 1:
-        target = layer.output
-        features = _called(keras.Model(image, target))
-        if target is outputs:  # the map is the (sub-)model's output
-            return features, lambda x, feature_map: feature_map
-        rest = keras.Model([image, target], outputs)
-        return features, lambda x, feature_map: rest([x, feature_map], training=False)
-    inner_features, inner_rest = _split_at(layer, path[1:], layer.outputs[0])
-    call = _only_call(layer)
-    entry, exit_ = call.input_tensors[0], call.output_tensors[0]
-    before = (lambda x: x) if entry is image else _called(keras.Model(image, entry))
-    after = keras.Model([image, exit_], outputs)
-    return (lambda x: inner_features(before(x)),
-            lambda x, feature_map: after([x, inner_rest(before(x), feature_map)], training=False))
-
-
-def _called(model):
-    return lambda x: model(x, training=False)
-
-
-def _softmax_dense(model):
-    """The model's output layer when it is a Dense layer with a softmax."""
-    last = _producer(model.outputs[0])
-    activation = getattr(getattr(last, "activation", None), "__name__", None)
-    return last if type(last).__name__ == "Dense" and activation == "softmax" else None
-
-
-def _score_input(model):
-    dense = _softmax_dense(model)
-    return dense.input if dense is not None else model.outputs[0]
-
-
-def _scores(model, values):
-    """The logits from the output layer's input (what its softmax would read)."""
-    dense = _softmax_dense(model)
-    if dense is None:
-        return values
-    logits = keras.ops.matmul(keras.ops.cast(values, dense.kernel.dtype), dense.kernel)
-    return logits + dense.bias if dense.use_bias else logits
-
-
 # --- pictures -------------------------------------------------------------------------
 
 
@@ -291,14 +134,174 @@ def resize_heatmap(heatmap: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(resized, np.float32), 0.0, 1.0)
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45,
-            colormap: str = "jet") -> np.ndarray:
-    """``image`` (uint8 ``(H, W, C)``, C 1 or 3) with ``heatmap`` resized
-    to it, coloured with a matplotlib colormap and blended in with weight
-    ``alpha``: uint8 ``(H, W, 3)``."""
+def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = HEATMAP_ALPHA,
+            colormap: str = COLORMAP, min_side: int = 0) -> np.ndarray:
+    """``image`` (uint8 ``(H, W, C)``, C 1 or 3) with ``heatmap`` resized to
+    it, coloured with a matplotlib colormap and blended in with weight
+    ``alpha``: uint8 ``(H', W', 3)``, enlarged (bicubic) by a whole factor
+    until its shorter side is at least ``min_side``."""
     image = np.asarray(image)
     rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+    height, width = rgb.shape[:2]
+    factor = max(1, -(-min_side // min(height, width)))
+    if factor > 1:
+        rgb = np.asarray(Image.fromarray(rgb).resize((width * factor, height * factor), Image.BICUBIC))
     heat = resize_heatmap(heatmap, rgb.shape[:2])
     colours = colormaps[colormap](heat)[..., :3] * 255.0
     blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * colours
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+# --- images in, pictures out ----------------------------------------------------------
+
+
+@dataclass
+class Explanation:
+    """One image's result: the ``class_name`` explained and its
+    ``probability``, the model's ``predicted`` class, and the PNG written
+    (``path``); or ``error`` when the image could not be read."""
+
+    name: str
+    path: str | None = None
+    class_name: str | None = None
+    probability: float | None = None
+    predicted: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def explain_images(model, images, *, out, class_name: str | None = None, layer: str | None = None,
+                   device: str | None = None, batch_size: int = BATCH_SIZE,
+                   progress=None) -> list[Explanation]:
+    """Write a Grad-CAM overlay PNG per image into ``out``.
+
+    Args:
+        model: a run folder, a ``.keras`` file or a ``keras.Model``
+            (``inference.open_classifier``: the model's own preprocessing
+            and class names).
+        images: image files, folders (searched recursively), Pillow images
+            or NumPy arrays (channels_last), as ``predict`` takes them.
+        out: the folder for the PNGs (``<file stem>_gradcam.png``), made
+            when missing.
+        class_name: the class to explain; default each image's predicted one.
+        layer: the layer whose feature map to use (``find_target_layer``).
+        device: "cpu", "gpu" or "gpu:N" (default: the backend's choice).
+        batch_size: images per gradient pass.
+        progress: called as ``progress(done, total)`` after each batch.
+
+    Returns:
+        One ``Explanation`` per image, in input order; an image that cannot
+        be read is an ``error``, and the others go on.
+    """
+    checks.at_least("batch_size", batch_size, 1)
+    items = expand_paths(_as_list(images))
+    classifier = open_classifier(model, device=device)
+    index = class_index_of(classifier, class_name)
+    find_target_layer(classifier.model, layer)  # a model without a feature map fails before any image
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = _png_names(items)
+    results: list[Explanation] = []
+    for batch, pictures, cams in _explained(classifier, items, index, layer, batch_size):
+        for image, picture, cam in zip(batch, pictures, cams):
+            if image.error:
+                results.append(Explanation(image.name, error=image.error))
+                continue
+            explained, probability, predicted = cam
+            path = out / names[len(results)]
+            Image.fromarray(picture).save(path)
+            results.append(Explanation(image.name, str(path), classifier.class_names[explained],
+                                       probability, classifier.class_names[predicted]))
+        if progress:
+            progress(len(results), len(items))
+    return results
+
+
+def overlay_grid(classifier: Classifier, images: list, path, *, class_name: str | None = None,
+                 layer: str | None = None) -> Path:
+    """The Grad-CAM overlays of ``images`` (paths or arrays) in one PNG
+    grid at ``path`` (or a file object), each titled with the class
+    explained and its probability: the run report's section."""
+    index = class_index_of(classifier, class_name)
+    shown, titles = [], []
+    for _, pictures, cams in _explained(classifier, list(images), index, layer, BATCH_SIZE):
+        for picture, (explained, probability, _predicted) in zip(pictures, cams):
+            if picture is not None:
+                shown.append(picture)
+                titles.append(f"{classifier.class_names[explained]} ({probability:.0%})")
+    return plots.plot_image_grid(shown, titles, path, title="Grad-CAM: where the evidence for "
+                                 "the predicted class is")
+
+
+def class_index_of(classifier: Classifier, class_name: str | None) -> int | None:
+    """The index of ``class_name`` in the model's classes (None for None);
+    a UsageError naming it and the valid classes when the model has no such class."""
+    if class_name is None:
+        return None
+    names = classifier.class_names
+    if class_name not in names:
+        shown = ", ".join(names[:CLASSES_LISTED]) + (f" ... ({len(names)} in all)"
+                                                     if len(names) > CLASSES_LISTED else "")
+        raise UsageError.for_option("class_name", f"{class_name!r} is not a class of this model; "
+                                    f"its classes: {shown}")
+    return names.index(class_name)
+
+
+def _explained(classifier: Classifier, items: list, class_index, layer, batch_size):
+    """Per batch of ``items``: the ``InputImage``s, an overlay per image
+    (None for one that failed to load) and ``(explained class, its
+    probability, predicted class)`` per image (None likewise)."""
+    for batch in iter_inputs(items, classifier.size_hw, classifier.channels,
+                             resize_mode=classifier.resize, batch_size=batch_size):
+        pixels = stack_pixels(batch)
+        pictures, cams = [None] * len(batch), [None] * len(batch)
+        if len(pixels):
+            result = _gradcam_of_pixels(classifier, pixels, class_index, layer, batch_size)
+            good = [i for i, image in enumerate(batch) if image.pixels is not None]
+            for row, i in enumerate(good):
+                explained = int(result.class_indices[row])
+                pictures[i] = overlay(pixels[row], result.heatmaps[row], min_side=DISPLAY_SIDE)
+                cams[i] = (explained, float(result.probabilities[row, explained]),
+                           int(result.probabilities[row].argmax()))
+        yield batch, pictures, cams
+
+
+def _gradcam_of_pixels(classifier: Classifier, pixels: np.ndarray, class_index, layer,
+                       batch_size: int) -> GradCam:
+    """``gradcam`` of uint8 images at the input size, preprocessed as the
+    model was trained. JAX compiles each op per shape: a short last batch
+    is padded to the batch size there rather than compiled again."""
+    count = len(pixels)
+    if backend.COMPILES_PER_SHAPE and count < batch_size:
+        pixels = np.concatenate([pixels, np.repeat(pixels[-1:], batch_size - count, axis=0)])
+    x = layout.to_model_layout(normalize(pixels, classifier.preprocessing).astype(np.float32))
+    with backend.on_device(classifier.device) if classifier.device else contextlib.nullcontext():
+        result = gradcam(classifier.model, x, class_index=class_index, layer=layer)
+    return GradCam(result.heatmaps[:count], result.class_indices[:count],
+                   result.probabilities[:count], result.channel_weights[:count], result.layer)
+
+
+def _png_names(items: list) -> list[str]:
+    """``<stem>_gradcam.png`` per item (``image<N>_gradcam.png`` for one in
+    memory), numbered where two files share a stem."""
+    names: list[str] = []
+    for i, item in enumerate(items):
+        stem = Path(item).stem if isinstance(item, (str, os.PathLike)) else f"image{i}"
+        name, copy = f"{stem}_gradcam.png", 1
+        while name in names:
+            copy += 1
+            name = f"{stem}-{copy}_gradcam.png"
+        names.append(name)
+    return names
+
+
+def _as_list(images) -> list:
+    """One image or many, as ``predict`` takes them (an ``(N, H, W, C)``
+    array is N images)."""
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        return [images]
+    if isinstance(images, np.ndarray):
+        return list(images) if images.ndim == 4 else [images]
+    return list(images)
