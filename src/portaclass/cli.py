@@ -26,7 +26,7 @@ from portaclass.train.options import TrainOptions, cli_fields, flag_of
 app = typer.Typer(
     name="portaclass",
     help="Train image classifiers on TensorFlow, PyTorch or JAX with one code path; "
-    "evaluate and predict with them; preview augmentation, list models and devices.",
+    "evaluate, predict with and explain them; preview augmentation, list models and devices.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -62,7 +62,7 @@ def handle_errors(command):
                 raise
             message = str(error)
             if isinstance(error, UsageError):
-                message = error.with_flags(flag_of)
+                message = error.with_flags(cli_flag)
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
@@ -70,6 +70,16 @@ def handle_errors(command):
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+# Library arguments whose flag is not their name (TrainOptions' fields are
+# looked up by ``flag_of``): ``class`` is a Python keyword.
+OTHER_FLAGS = {"class_name": "--class"}
+
+
+def cli_flag(name: str) -> str:
+    """The flag of a library argument named in a UsageError."""
+    return OTHER_FLAGS.get(name) or flag_of(name)
 
 
 def options_from(option_fields, *common: inspect.Parameter):
@@ -298,6 +308,42 @@ def report(
     from portaclass.report.html import write_report
 
     typer.echo(f"wrote {write_report(run_dir, out=out)}")
+
+
+@app.command()
+@handle_errors
+def explain(
+    model: Annotated[str, typer.Argument(help="A run folder or a .keras model file.")],
+    images: Annotated[list[str], typer.Argument(help="Image files or folders (searched recursively).")],
+    out: Annotated[str, typer.Option(help="Folder for the heatmap PNGs (<image>_gradcam.png).")],
+    class_name: Annotated[str | None, typer.Option(
+        "--class", help="The class to explain (default: each image's predicted class).",
+        show_default=False)] = None,
+    layer: Annotated[str | None, typer.Option(
+        help="The layer whose feature map to use (default: the last one before the head's pooling).",
+        show_default=False)] = None,
+    device: DeviceOption = None,
+    backend: BackendOption = "",
+    debug: DebugOption = False,
+):
+    """Grad-CAM heatmaps over the images: where the model found the evidence for a class."""
+    choose_backend(backend)
+    from portaclass.report.gradcam import explain_images
+
+    bar, progress = _progress_bar("explaining")
+    with bar:
+        results = explain_images(model, images, out=out, class_name=class_name, layer=layer,
+                                 device=device, progress=progress)
+    for result in results:
+        if result.error:
+            typer.echo(f"{result.name}\terror: {result.error}")
+        else:
+            typer.echo(f"{result.name}\t{result.class_name} {result.probability:.1%} "
+                       f"(predicted {result.predicted})\t{result.path}")
+    failed = sum(1 for r in results if r.error)
+    if failed:
+        typer.echo(f"error: {failed} of {len(results)} images could not be read", err=True)
+        raise typer.Exit(1)
 
 
 @app.command("models")

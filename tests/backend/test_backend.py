@@ -173,3 +173,46 @@ def test_a_deterministic_seed_does_not_outlive_its_run(backend_name):
     assert enabled()
     backend.seed_everything(0)
     assert not enabled()
+
+
+# --- value_and_grad: one gradient function, one implementation per backend ------
+
+
+def test_value_and_grad_matches_the_analytic_gradient_of_a_sum_of_squares():
+    x = np.array([[1.0, -2.0], [0.5, 3.0]], "float32")
+    value, grad = backend.value_and_grad(lambda t: keras.ops.sum(t * t), x)
+    assert isinstance(value, np.ndarray) and isinstance(grad, np.ndarray)
+    assert value.shape == () and float(value) == pytest.approx(14.25)
+    np.testing.assert_allclose(grad, 2 * x, rtol=1e-6)
+    assert grad.dtype == np.float32
+
+
+def test_value_and_grad_differentiates_through_a_keras_layer():
+    """The Grad-CAM use: a layer's weights are constants, the input varies."""
+    layer = keras.layers.Dense(3, use_bias=False)
+    layer.build((None, 2))
+    kernel = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]], "float32")
+    layer.set_weights([kernel])
+    x = np.ones((4, 2), "float32")
+    value, grad = backend.value_and_grad(lambda t: keras.ops.sum(layer(t)), x)
+    assert float(value) == pytest.approx(4 * kernel.sum())
+    np.testing.assert_allclose(grad, np.tile(kernel.sum(axis=1), (4, 1)), rtol=1e-6)
+
+
+def test_value_and_grad_of_a_value_that_ignores_x_is_zero():
+    x = np.ones((2, 3), "float32")
+    value, grad = backend.value_and_grad(lambda t: keras.ops.sum(keras.ops.ones((2,))), x)
+    assert float(value) == 2.0
+    np.testing.assert_array_equal(grad, np.zeros_like(x))
+
+
+def test_value_and_grad_of_a_non_scalar_is_the_same_error_on_every_backend():
+    with pytest.raises(BackendError) as raised:
+        backend.value_and_grad(lambda t: t * 2, np.ones(3, "float32"))
+    assert str(raised.value) == "value_and_grad needs `fn` to return a scalar; it returned shape (3,)"
+
+
+def test_value_and_grad_of_integers_is_an_error_naming_the_dtype():
+    with pytest.raises(BackendError) as raised:
+        backend.value_and_grad(lambda t: keras.ops.sum(t), np.ones(3, "int32"))
+    assert str(raised.value) == "value_and_grad needs a floating-point `x`; received dtype int32"

@@ -12,6 +12,8 @@ module (``_tensorflow``, ``_torch``, ``_jax``) implements:
 - ``seed_everything(seed, deterministic=False)``
 - ``rng_state()`` / ``set_rng_state(state)``: the framework's global random
   state as JSON-able data (checkpoints; torch's Dropout draws from it)
+- ``value_and_grad(fn, x)``: a scalar function's value and its gradient with
+  respect to ``x``, as NumPy (Grad-CAM; Keras has no backend-agnostic gradient)
 - ``COMPILES_PER_SHAPE``: whether eager ops compile once per input shape (JAX)
 """
 
@@ -36,6 +38,7 @@ peak_memory = _module.peak_memory
 seed_everything = _module.seed_everything
 rng_state = _module.rng_state
 set_rng_state = _module.set_rng_state
+value_and_grad = _module.value_and_grad
 
 
 def has_gpu() -> bool:
@@ -57,4 +60,5 @@ __all__ = [
     "seed_everything",
     "set_rng_state",
     "to_numpy",
+    "value_and_grad",
 ]

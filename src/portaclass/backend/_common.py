@@ -1,5 +1,6 @@
 """Pieces every backend module shares: the Device record, device-spec parsing,
-nested-structure mapping, CPU memory and the framework-free part of seeding."""
+nested-structure mapping, CPU memory, the framework-free part of seeding, and
+the checks (and so the error wording) of ``value_and_grad``."""
 
 from __future__ import annotations
 
@@ -59,6 +60,21 @@ def map_structure(fn, value):
     if isinstance(value, (list, tuple)):
         return type(value)(map_structure(fn, v) for v in value)
     return fn(value)
+
+
+def check_gradient_input(dtype) -> None:
+    """``value_and_grad``'s ``x`` must be floating point (``dtype``: a name
+    as ``keras.backend.standardize_dtype`` gives it); one wording on every
+    backend."""
+    if not str(dtype).startswith(("float", "bfloat")):
+        raise BackendError(f"value_and_grad needs a floating-point `x`; received dtype {dtype}")
+
+
+def check_scalar_output(shape) -> None:
+    """``value_and_grad``'s ``fn`` must return one number (shape ``()``)."""
+    shape = tuple(shape)
+    if shape != ():
+        raise BackendError(f"value_and_grad needs `fn` to return a scalar; it returned shape {shape}")
 
 
 def cpu_device() -> Device:

@@ -10,6 +10,8 @@ import numpy as np
 
 from portaclass.backend._common import (
     Device,
+    check_gradient_input,
+    check_scalar_output,
     clone_on_current_device,
     cpu_device,
     keep_tensorflow_out_of_saving,
@@ -132,3 +134,25 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     """Nothing to restore (see ``rng_state``)."""
+
+
+def value_and_grad(fn, x):
+    """``fn(x)`` and the gradient of that scalar with respect to ``x``, both
+    as NumPy: ``(value, grad)``, ``grad`` shaped like ``x``.
+
+    ``x`` is a floating-point array or tensor; ``fn`` maps a tensor to a
+    scalar tensor with ``keras.ops`` and Keras layers or models (call models
+    with ``training=False``). Keras has no backend-agnostic gradient, so
+    each backend module implements this with its framework's own: jax.value_and_grad.
+    A value that does not depend on ``x`` has a zero gradient.
+    """
+    x = keras.ops.convert_to_tensor(x)
+    check_gradient_input(keras.backend.standardize_dtype(x.dtype))
+
+    def scalar_fn(x):
+        value = fn(x)
+        check_scalar_output(np.shape(value))  # before JAX's own, differently worded check
+        return value
+
+    value, grad = jax.value_and_grad(scalar_fn)(x)
+    return np.asarray(to_numpy(value)), to_numpy(grad)

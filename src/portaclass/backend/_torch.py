@@ -12,6 +12,8 @@ import torch
 
 from portaclass.backend._common import (
     Device,
+    check_gradient_input,
+    check_scalar_output,
     clone_on_current_device,
     cpu_device,
     keep_tensorflow_out_of_saving,
@@ -143,3 +145,27 @@ def set_rng_state(state: dict) -> None:
         torch.set_rng_state(tensor(state["cpu"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([tensor(s) for s in state["cuda"]])
+
+
+def value_and_grad(fn, x):
+    """``fn(x)`` and the gradient of that scalar with respect to ``x``, both
+    as NumPy: ``(value, grad)``, ``grad`` shaped like ``x``.
+
+    ``x`` is a floating-point array or tensor; ``fn`` maps a tensor to a
+    scalar tensor with ``keras.ops`` and Keras layers or models (call models
+    with ``training=False``). Keras has no backend-agnostic gradient, so
+    each backend module implements this with its framework's own: torch.autograd.
+    A value that does not depend on ``x`` has a zero gradient.
+    """
+    x = keras.ops.convert_to_tensor(x)
+    check_gradient_input(keras.backend.standardize_dtype(x.dtype))
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():  # also inside a caller's torch.no_grad()
+        value = fn(x)
+    check_scalar_output(np.shape(value))
+    grad = None
+    if isinstance(value, torch.Tensor) and value.requires_grad:
+        (grad,) = torch.autograd.grad(value, x, allow_unused=True)
+    if grad is None:  # the value does not depend on x
+        grad = torch.zeros_like(x)
+    return np.asarray(to_numpy(value)), to_numpy(grad)
