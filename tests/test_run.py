@@ -69,7 +69,7 @@ def test_a_model_without_head_dropout_records_none(tmp_path):
 
     # resnet18 has no head Dropout: a run of it must not claim the default 0.2
     assert head_dropout(create_model("resnet18", 3, (16, 16, 3), width=8)) is None
-    options = TrainOptions(data="digits", image_size=16, channels=1, epochs=1, dropout=0.0,
+    options = TrainOptions(data="digits", image_size=16, channels=1, steps=2, dropout=0.0,
                            val_split=0.0, test_split=0.0, out=str(tmp_path / "r"), quiet=True)
     run = Run.open(run_training(options, log=lambda line: None).run_dir)
     assert run.options["dropout"] is None and run.config["model"]["head_dropout"] is None

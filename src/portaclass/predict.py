@@ -15,15 +15,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from PIL import Image
 
 from portaclass import checks
 from portaclass._lazy import make_module_callable
-from portaclass.data.inputs import expand_paths, iter_inputs
+from portaclass.data.inputs import as_image_list, expand_paths, iter_inputs
 from portaclass.inference import open_classifier, stack_pixels
 
 FORMATS = ("table", "json", "csv")
@@ -75,7 +73,7 @@ def predict(model, images, *, device: str | None = None, top_k: int = 3, batch_s
     """
     checks.at_least("top_k", top_k, 1)
     checks.at_least("batch_size", batch_size, 1)
-    items = expand_paths(_as_list(images))
+    items = expand_paths(as_image_list(images))
     classifier = open_classifier(model, device=device)
     if classifier.guessed and log:
         log(f"note: {classifier.source} carries no class names or preprocessing (not saved by "
@@ -98,12 +96,6 @@ def predict(model, images, *, device: str | None = None, top_k: int = 3, batch_s
     return results
 
 
-def _as_list(images) -> list:
-    if isinstance(images, (str, os.PathLike, Image.Image)):
-        return [images]
-    if isinstance(images, np.ndarray):
-        return list(images) if images.ndim == 4 else [images]
-    return list(images)
 
 
 def format_predictions(predictions: list[Prediction], fmt: str) -> str:

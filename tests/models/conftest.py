@@ -12,12 +12,9 @@ NUM_CLASSES = 3
 # Big enough that one build + a few steps + a save/load takes seconds, not
 # tens of seconds, on a 2-core CPU (JAX compiles each initializer).
 HEAVY_MODELS = {"resnet34", "resnet50", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3"}
-# A JAX training step compiles for 40-50 s on these: make test leaves them to
-# the TensorFlow and torch suites (``jax_slow``), keeping CI under 15 minutes;
-# mobilenet_v2 still covers a keras.applications training step on JAX.
-# training steps JAX compiles for tens of seconds (make test: 50-90 s each beside
-# the other suites); their forward pass still runs on JAX, and the cross test
-# builds them on every backend
+# Training steps JAX compiles for tens of seconds (50-90 s each in make test,
+# beside the other suites): make test leaves them to the TensorFlow and torch
+# suites (``jax_slow``); the cross test still builds them on every backend.
 JAX_SLOW_TRAINING = {"efficientnet_b0", "mobilenet_v3_small", "mobilenet_v2", "vit_tiny"}
 
 

@@ -97,6 +97,7 @@ def test_missing_weights_file_names_it(tmp_path):
         create_model("mobilenet_v2", NUM_CLASSES, TEST_SHAPE, weights=str(path))
 
 
+@pytest.mark.jax_slow  # builds EfficientNetB0: 37 s on JAX; the check before loading is backend-free
 def test_wrong_shape_weights_file_names_it(tmp_path):
     path = tmp_path / "mobilenet.weights.h5"
     _marked_base("MobileNetV2").save_weights(path)

@@ -65,10 +65,18 @@ print(json.dumps(out))
 """
 
 
+# Deeper or wider variants of a family built from the same layer types (and
+# so the same initialisation code) as a member checked here.
+SAME_LAYERS_AS_A_CHECKED_MODEL = {"resnet34": "resnet18", "efficientnet_b1": "efficientnet_b0",
+                                  "efficientnet_b2": "efficientnet_b0", "efficientnet_b3": "efficientnet_b0"}
+
+
 @pytest.mark.cross
 def test_initial_weights_identical_on_every_backend():
-    """Every registered model, seed 7: bit-identical weights on TF, torch, JAX."""
-    names = list_models()
+    """Every registered model but the deeper/wider twins above, seed 7:
+    bit-identical weights on TF, torch, JAX."""
+    assert set(SAME_LAYERS_AS_A_CHECKED_MODEL) | set(SAME_LAYERS_AS_A_CHECKED_MODEL.values()) <= set(list_models())
+    names = [name for name in list_models() if name not in SAME_LAYERS_AS_A_CHECKED_MODEL]
     code = _DIGEST_SNIPPET.format(names=names, classes=NUM_CLASSES, shape=TEST_SHAPE)
     digests = on_each_backend(lambda b: run_python_json(code, b, timeout=600))
     reference = digests[BACKENDS[0]]

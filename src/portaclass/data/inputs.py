@@ -47,6 +47,16 @@ class InputImage:
     error: str | None = None
 
 
+def as_image_list(images) -> list:
+    """One image or many, as the public functions take them: a path, a
+    Pillow image or an array is one image, an ``(N, H, W, C)`` array is N."""
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        return [images]
+    if isinstance(images, np.ndarray):
+        return list(images) if images.ndim == 4 else [images]
+    return list(images)
+
+
 def expand_paths(items: Iterable) -> list:
     """Files and in-memory images in the order given, each folder replaced by
     the image files under it (sorted, recursively). A path that does not

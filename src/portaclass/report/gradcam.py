@@ -27,7 +27,7 @@ from PIL import Image
 
 from portaclass import checks, layout
 from portaclass._lazy import backend, keras
-from portaclass.data.inputs import expand_paths, iter_inputs
+from portaclass.data.inputs import as_image_list, expand_paths, iter_inputs
 from portaclass.data.normalize import normalize
 from portaclass.errors import UsageError
 from portaclass.inference import Classifier, open_classifier, stack_pixels
@@ -196,7 +196,7 @@ def explain_images(model, images, *, out, class_name: str | None = None, layer: 
         be read is an ``error``, and the others go on.
     """
     checks.at_least("batch_size", batch_size, 1)
-    items = expand_paths(_as_list(images))
+    items = expand_paths(as_image_list(images))
     classifier = open_classifier(model, device=device)
     index = class_index_of(classifier, class_name)
     find_target_layer(classifier.model, layer)  # a model without a feature map fails before any image
@@ -297,11 +297,3 @@ def _png_names(items: list) -> list[str]:
     return names
 
 
-def _as_list(images) -> list:
-    """One image or many, as ``predict`` takes them (an ``(N, H, W, C)``
-    array is N images)."""
-    if isinstance(images, (str, os.PathLike, Image.Image)):
-        return [images]
-    if isinstance(images, np.ndarray):
-        return list(images) if images.ndim == 4 else [images]
-    return list(images)

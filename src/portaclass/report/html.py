@@ -153,6 +153,9 @@ def _gradcam(classifier: Classifier, run: Run, evaluation: Evaluation, notes: li
     except PortaclassError as error:  # a model without a spatial feature map (ViT)
         notes.append(f"Grad-CAM: {error}")
         return None
+    except Exception as error:  # a model Grad-CAM can't take apart costs its section, not the page
+        notes.append(f"Grad-CAM left out: {type(error).__name__}: {str(error)[:200]}")
+        return None
 
 
 def _preview(run: Run, notes: list) -> str | None:
