@@ -22,7 +22,7 @@ def folder_run(tmp_path_factory):
 
     root = write_shapes(tmp_path_factory.mktemp("data") / "shapes", n_per_class=10, image_size=24)
     out = tmp_path_factory.mktemp("runs") / "folder"
-    options = TrainOptions(data=str(root), image_size=16, epochs=1, batch_size=8, val_split=0.2,
+    options = TrainOptions(data=str(root), image_size=16, epochs=1, report=False, batch_size=8, val_split=0.2,
                            test_split=0.2, out=str(out), quiet=True)
     return run_training(options, log=lambda line: None), root
 
@@ -69,7 +69,7 @@ def test_a_model_without_head_dropout_records_none(tmp_path):
 
     # resnet18 has no head Dropout: a run of it must not claim the default 0.2
     assert head_dropout(create_model("resnet18", 3, (16, 16, 3), width=8)) is None
-    options = TrainOptions(data="digits", image_size=16, channels=1, steps=2, dropout=0.0,
+    options = TrainOptions(data="digits", image_size=16, channels=1, steps=2, report=False, dropout=0.0,
                            val_split=0.0, test_split=0.0, out=str(tmp_path / "r"), quiet=True)
     run = Run.open(run_training(options, log=lambda line: None).run_dir)
     assert run.options["dropout"] is None and run.config["model"]["head_dropout"] is None
@@ -79,7 +79,7 @@ def test_a_model_without_head_dropout_records_none(tmp_path):
 
 
 def test_in_memory_builtin_split_is_rebuilt_exactly(tmp_path):
-    options = TrainOptions(data="digits", image_size=16, channels=1, epochs=1, val_split=0.1,
+    options = TrainOptions(data="digits", image_size=16, channels=1, epochs=1, val_split=0.1, report=False,
                            test_split=0.1, out=str(tmp_path / "d"), quiet=True)
     run = Run.open(run_training(options, log=lambda line: None).run_dir)
     test = run.split("test")

@@ -21,7 +21,8 @@ def tiny_options(tiny_images, tmp_path):
 
     def make(**overrides):
         values = dict(data=str(tiny_images), image_size=16, batch_size=8, epochs=2, val_split=0.25,
-                      test_split=0.0, out=str(tmp_path / "run"), quiet=True)
+                      test_split=0.0, out=str(tmp_path / "run"), quiet=True,
+                      report=False)
         values.update(overrides)
         return TrainOptions(**values)
 

@@ -27,7 +27,7 @@ def recipe_run(tmp_path_factory, tiny_images):
     label smoothing, balanced class weights, gradient clipping."""
     from portaclass.train.options import TrainOptions
 
-    options = TrainOptions(data=str(tiny_images), image_size=16, batch_size=8, epochs=3, val_split=0.25,
+    options = TrainOptions(data=str(tiny_images), image_size=16, batch_size=8, epochs=3, val_split=0.25, report=False,
                            test_split=0.0, optimizer="sgd", learning_rate=0.2, momentum=0.9,
                            schedule="step", step_size=1, gamma=0.5, label_smoothing=0.1,
                            class_weight="balanced", clip_norm=1.0, quiet=True,

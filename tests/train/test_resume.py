@@ -22,7 +22,7 @@ from portaclass.train.runner import run_training
 EPOCHS = 5
 # digits at 16 px: ~20 steps an epoch, long enough to signal a run mid-epoch
 RUN_ARGS = ["--data", "digits", "--image-size", "16", "--channels", "1", "--epochs", str(EPOCHS),
-            "--batch-size", "64", "--val-split", "0.2", "--test-split", "0.1", "--seed", "3"]
+            "--batch-size", "64", "--val-split", "0.2", "--test-split", "0.1", "--seed", "3", "--no-report"]
 
 
 def start_cli(args, backend):
@@ -51,7 +51,7 @@ def final_weights(run_dir):
 
 def test_interrupted_and_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, backend_name):
     uninterrupted = tmp_path / "uninterrupted"
-    run_training(TrainOptions(data="digits", image_size=16, channels=1, epochs=EPOCHS, batch_size=64,
+    run_training(TrainOptions(data="digits", image_size=16, channels=1, epochs=EPOCHS, batch_size=64, report=False,
                               val_split=0.2, test_split=0.1, seed=3, out=str(uninterrupted), quiet=True),
                  log=lambda line: None)
 
@@ -142,7 +142,7 @@ def test_resume_refuses_what_it_cannot_honour_in_one_line(tmp_path, backend_name
     import json
 
     finished = tmp_path / "finished"
-    run_training(TrainOptions(data="digits", image_size=8, channels=1, epochs=1, out=str(finished),
+    run_training(TrainOptions(data="digits", image_size=8, channels=1, epochs=1, out=str(finished), report=False,
                               quiet=True), log=lambda line: None)
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
