@@ -206,9 +206,15 @@ def preview(
 
 DeviceOption = Annotated[
     str | None, typer.Option(help="cpu, gpu or gpu:N (default: the backend's choice).", show_default=False)]
-BatchSizeOption = Annotated[int, typer.Option(help="Images per forward pass.")]
+BatchSizeOption = Annotated[int | None, typer.Option(
+    help="Images per forward pass (default: the library's).", show_default=False)]
 TtaOption = Annotated[bool, typer.Option("--tta", help="Test-time augmentation: average over "
                                          "the image, its mirror and shifted windows.")]
+
+
+def _given(**values) -> dict:
+    """The options the user set (not None): the library states the defaults."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _progress_bar(description: str):
@@ -236,7 +242,7 @@ def evaluate(
         help="Folder for evaluation.json and confusion_matrix.png (default: the run).",
         show_default=False)] = None,
     device: DeviceOption = None,
-    batch_size: BatchSizeOption = 64,
+    batch_size: BatchSizeOption = None,
     backend: BackendOption = "",
     debug: DebugOption = False,
 ):
@@ -247,8 +253,8 @@ def evaluate(
 
     bar, progress = _progress_bar("evaluating")
     with bar:
-        result = run_evaluation(source, data, tta=tta, out=out, device=device, batch_size=batch_size,
-                                progress=progress)
+        result = run_evaluation(source, data, tta=tta, out=out, device=device, progress=progress,
+                                **_given(batch_size=batch_size))
     if json_output:
         import json
 
@@ -265,7 +271,7 @@ def predict(
     device: DeviceOption = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Classes to show per image.")] = 3,
     output_format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
-    batch_size: BatchSizeOption = 32,
+    batch_size: BatchSizeOption = None,
     tta: TtaOption = False,
     backend: BackendOption = "",
     debug: DebugOption = False,
@@ -281,8 +287,8 @@ def predict(
 
     bar, progress = _progress_bar("predicting")
     with bar:
-        results = run_prediction(model, images, device=device, top_k=top_k, batch_size=batch_size,
-                                 tta=tta, progress=progress, log=lambda line: typer.echo(line, err=True))
+        results = run_prediction(model, images, device=device, top_k=top_k, tta=tta, progress=progress,
+                                 log=lambda line: typer.echo(line, err=True), **_given(batch_size=batch_size))
     if output_format == "table":
         prediction_table(results)
     else:
