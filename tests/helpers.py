@@ -42,12 +42,13 @@ def saved_model_accuracy(run_dir) -> float:
     return hits / total
 
 
-def invoke_cli(args: list[str]):
+def invoke_cli(args: list[str], **env: str):
     """``portaclass ARGS`` in this process (Typer's test runner): the
     commands' behaviour without starting an interpreter and keras again.
-    Returns the result (``exit_code``, ``stdout``, ``stderr``)."""
+    ``env`` is set for the call (``COLUMNS="200"``: Rich tables that don't
+    fold long paths). Returns the result (``exit_code``, ``stdout``, ``stderr``)."""
     from typer.testing import CliRunner
 
     from portaclass.cli import app
 
-    return CliRunner().invoke(app, args)
+    return CliRunner().invoke(app, args, env=env or None)

@@ -121,7 +121,7 @@ def test_cli_prints_rows_and_exits_1_after_a_bad_file(trained_run, images):
     assert result.exit_code == 1
     assert len(result.stdout.strip().splitlines()) == 4  # header + 3 images
     assert "1 of 3 images could not be read" in result.stderr
-    table = invoke_cli(["predict", str(trained_run[0].run_dir), str(images / "a.png")])
+    table = invoke_cli(["predict", str(trained_run[0].run_dir), str(images / "a.png")], COLUMNS="400")
     assert table.exit_code == 0 and "a.png" in table.stdout and "%" in table.stdout
 
 

@@ -76,8 +76,8 @@ class Classifier:
         with backend.on_device(self.device) if self.device else contextlib.nullcontext():
             for start in range(0, len(pixels), batch_size):
                 chunk = pixels[start:start + batch_size]
-                # every batch at one shape: JAX and TensorFlow compile per shape
-                padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), 0)])
+                padded = np.concatenate([chunk, np.repeat(chunk[-1:], _padded_size(len(chunk), batch_size)
+                                                          - len(chunk), 0)])
                 x = layout.to_model_layout(normalize(padded, self.preprocessing).astype(np.float32))
                 scores = backend.to_numpy(self.model.predict_on_batch(self._structured(x)))[: len(chunk)]
                 out.append(_as_probabilities(np.asarray(scores, np.float32)))
@@ -87,6 +87,13 @@ class Classifier:
         """``x`` as the model's inputs are structured (a model saved with a
         list of one input warns on a bare array)."""
         return [x] if isinstance(getattr(self.model, "_inputs_struct", None), list) else x
+
+
+def _padded_size(count: int, batch_size: int) -> int:
+    """The batch shape to run ``count`` images at: the next power of two, at
+    most ``batch_size``. JAX and TensorFlow compile once per shape, so shapes
+    are few (log2 of the batch size), and one image does not cost a full batch."""
+    return min(batch_size, 1 << max(0, count - 1).bit_length())
 
 
 def _as_probabilities(scores: np.ndarray) -> np.ndarray:
