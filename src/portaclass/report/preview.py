@@ -7,15 +7,13 @@ import math
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from portaclass import checks
 from portaclass._lazy import LazyModule
 from portaclass.data.constants import PRESETS
 from portaclass.data.dataset import Dataset
 from portaclass.data.loading import load_dataset
-from portaclass.report.plots import save
+from portaclass.report.plots import plot_image_grid
 from portaclass.train.options import TrainOptions
 
 # subclasses keras.utils.PyDataset: imported on first use, after the options are checked
@@ -89,17 +87,6 @@ def write_preview(
         data_spec, image_size, channels=channels, seed=seed, cache_dir=cache_dir)
     x, y = sample_batch(dataset, count, image_size, augment, seed, channels, epoch=epoch,
                         batch_size=batch_size)
-    cols = math.ceil(math.sqrt(len(x)))
-    rows = math.ceil(len(x) / cols)
-    figure = Figure(figsize=(2.0 * cols, 2.2 * rows))
-    FigureCanvasAgg(figure)
-    for i, (image, label) in enumerate(zip(x, y)):
-        axes = figure.add_subplot(rows, cols, i + 1)
-        if image.shape[-1] == 1:
-            axes.imshow(image[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
-        else:
-            axes.imshow(image)
-        axes.set_title(label_title(label, dataset.class_names), fontsize=9)
-        axes.axis("off")
-    figure.suptitle(f"{dataset.name or 'data'}: augment={augment}, seed {seed}, epoch {epoch}", fontsize=11)
-    return save(figure, out, dpi=80)
+    return plot_image_grid(list(x), [label_title(label, dataset.class_names) for label in y], out,
+                           columns=math.ceil(math.sqrt(len(x))), tile_inches=(2.0, 2.2), fontsize=9, dpi=80,
+                           title=f"{dataset.name or 'data'}: augment={augment}, seed {seed}, epoch {epoch}")
