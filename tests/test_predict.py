@@ -104,6 +104,12 @@ def test_a_model_made_on_one_device_predicts_on_the_cpu(trained_run):
     on_cpu = portaclass.predict(model, x, device="cpu", top_k=4)
     assert [len(p.classes) for p in on_cpu] == [4, 4]
     assert on_cpu[0].classes[0].startswith("class_")  # an in-memory model has no class names
+    from portaclass import layout
+
+    expected = backend.to_numpy(model.predict(layout.to_model_layout(x.astype("float32") / 255), verbose=0))
+    for row, prediction in zip(expected, on_cpu):
+        got = dict(zip(prediction.classes, prediction.probabilities))
+        np.testing.assert_allclose([got[f"class_{i}"] for i in range(4)], row, atol=1e-5)
 
 
 def test_json_and_csv_hold_plain_values_and_the_error_column(trained_run, images):

@@ -56,11 +56,12 @@ class Evaluation:
     """What ``evaluate`` measured: ``scores`` (and ``tta_scores`` with
     ``tta``), on ``count`` images of ``data`` from ``model``; ``skipped``
     lists ``(name, reason)`` of images that could not be read;
-    ``top_losses`` the worst-predicted images (name, true, predicted,
-    probability of the truth, loss)."""
+    ``top_losses`` the worst-predicted images (name as ``item_names``
+    gives it, true, predicted, probability of the truth, loss)."""
 
     model: str
     data: str
+    split: str | None  # the run split scored ("test"...), None for a folder
     backend: str
     class_names: list[str]
     count: int
@@ -106,7 +107,7 @@ def evaluate(source, data=None, *, tta: bool = False, out=None, device: str | No
     labels = _labels_in_model_order(split, classifier.class_names, data_name)
 
     items = list(split.paths) if split.is_files else list(split.images)
-    names = split.relpaths() if split.is_files else [f"{split.name}[{i}]" for i in range(len(split))]
+    names = item_names(split)
     kept, plain, augmented = [], [], []
     for batch_start, batch in _batches(classifier, items, batch_size):
         for offset, image in enumerate(batch):
@@ -115,9 +116,12 @@ def evaluate(source, data=None, *, tta: bool = False, out=None, device: str | No
             else:
                 kept.append(batch_start + offset)
         pixels = stack_pixels(batch)
-        plain.append(classifier.probabilities(pixels, batch_size=batch_size))
-        if tta:
-            augmented.append(classifier.probabilities(pixels, batch_size=batch_size, tta=True))
+        if tta:  # the first view is the image itself: its column is the plain figure
+            views = classifier.view_probabilities(pixels, batch_size=batch_size)
+            plain.append(views[:, 0])
+            augmented.append(views.mean(axis=1))
+        else:
+            plain.append(classifier.probabilities(pixels, batch_size=batch_size))
         if progress:
             progress(min(batch_start + len(batch), len(items)), len(items))
     if not kept:
@@ -128,7 +132,8 @@ def evaluate(source, data=None, *, tta: bool = False, out=None, device: str | No
     probabilities = np.concatenate(plain)
     k = top_k or min(5, len(classifier.class_names) - 1)
     evaluation = Evaluation(
-        model=classifier.source, data=data_name, backend=backend.NAME,
+        model=classifier.source, data=data_name, split=split.name if classifier.run and data in
+        (None, *SPLIT_NAMES) else None, backend=backend.NAME,
         class_names=classifier.class_names, count=len(kept),
         scores=score(truth, probabilities, classifier.class_names, k),
         tta_scores=score(truth, np.concatenate(augmented), classifier.class_names, k) if tta else None,
@@ -140,6 +145,12 @@ def evaluate(source, data=None, *, tta: bool = False, out=None, device: str | No
         folder = _output_folder(classifier, out)
         evaluation.files = write_evaluation(evaluation, folder)
     return evaluation
+
+
+def item_names(split: Split) -> list[str]:
+    """How evaluation names a split's images: paths relative to the data
+    root, or ``test[7]`` for an in-memory split (what top_losses hold)."""
+    return split.relpaths() if split.is_files else [f"{split.name}[{i}]" for i in range(len(split))]
 
 
 def _batches(classifier: Classifier, items: list, batch_size: int):

@@ -66,10 +66,15 @@ class Classifier:
             return np.zeros((0, len(self.class_names)), np.float32)
         if not tta:
             return self._predict(pixels, batch_size)
+        return self.view_probabilities(pixels, batch_size=batch_size).mean(axis=1)
+
+    def view_probabilities(self, pixels: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+        """Probabilities of every test-time augmentation view, ``(N, V,
+        classes)``; view 0 is the image itself."""
         views = np.stack([tta_views(image, self.size_hw) for image in pixels])  # (N, V, H, W, C)
         n, v = views.shape[:2]
         flat = self._predict(views.reshape(n * v, *views.shape[2:]), batch_size)
-        return flat.reshape(n, v, -1).mean(axis=1)
+        return flat.reshape(n, v, -1)
 
     def _predict(self, pixels: np.ndarray, batch_size: int) -> np.ndarray:
         out = []
@@ -113,7 +118,6 @@ def open_classifier(source, *, device: str | None = None) -> Classifier:
     if isinstance(source, Classifier):
         return source
     if device is not None:
-        backend.parse_device_spec(device)
         with backend.on_device(device):  # BackendError now, not mid-way: "no GPU"
             pass
     if isinstance(source, keras.Model):

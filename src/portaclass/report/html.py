@@ -24,7 +24,7 @@ import numpy as np
 from portaclass import __version__
 from portaclass.data.decode import DecodeError, as_array, load_image
 from portaclass.errors import PortaclassError
-from portaclass.evaluate import EVALUATION, Evaluation, evaluate
+from portaclass.evaluate import EVALUATION, Evaluation, evaluate, item_names
 from portaclass.inference import Classifier, open_classifier
 from portaclass.report import plots
 from portaclass.run import SKIPPED, Run
@@ -70,12 +70,13 @@ def write_report(run_dir, *, classifier: Classifier | None = None, out=None) -> 
     if evaluation is not None:
         sections["confusion"] = _png(lambda f: plots.plot_confusion_matrix(
             np.asarray(evaluation.scores.confusion_matrix), evaluation.class_names, f))
-        images = _top_loss_images(run, evaluation)
+        items = _held_out_items(run)  # read the split once for both sections
+        images = _top_loss_images(run, evaluation, items)
         if images:
             sections["top_losses"] = _png(lambda f: plots.plot_image_grid(
                 [image for image, _ in images], [text for _, text in images], f,
                 title="highest loss first: true / predicted (probability)"))
-        sections["gradcam"] = _gradcam(classifier, run, evaluation, sections["notes"])
+        sections["gradcam"] = _gradcam(classifier, items, evaluation, sections["notes"])
     sections["preview"] = _preview(run, sections["notes"])
     page = _template().render(
         run=run, config=run.config, history=history, evaluation=evaluation,
@@ -96,7 +97,7 @@ def _held_out_evaluation(run: Run, classifier: Classifier) -> Evaluation:
     saved = run.path / EVALUATION
     if saved.is_file():
         data = json.loads(saved.read_text())
-        if data.get("data", "").endswith(f" {run.held_out} split") and data.get("model") == classifier.source:
+        if data.get("split") == run.held_out and data.get("model") == classifier.source:
             return _evaluation_from_dict(data)
     return evaluate(classifier, write=False)
 
@@ -114,13 +115,10 @@ def _evaluation_from_dict(data: dict) -> Evaluation:
 def _held_out_items(run: Run) -> dict:
     """name (as evaluate reports it) -> path or array, for the held-out split."""
     split = run.split()
-    if split.is_files:
-        return dict(zip(split.relpaths(), split.paths))
-    return {f"{split.name}[{i}]": image for i, image in enumerate(split.images)}
+    return dict(zip(item_names(split), split.paths if split.is_files else split.images))
 
 
-def _top_loss_images(run: Run, evaluation: Evaluation) -> list[tuple[np.ndarray, str]]:
-    items = _held_out_items(run)
+def _top_loss_images(run: Run, evaluation: Evaluation, items: dict) -> list[tuple[np.ndarray, str]]:
     height, width, channels = run.input_shape
     shown = []
     for row in evaluation.top_losses[:TOP_LOSS_IMAGES]:
@@ -138,13 +136,12 @@ def _top_loss_images(run: Run, evaluation: Evaluation) -> list[tuple[np.ndarray,
     return shown
 
 
-def _gradcam(classifier: Classifier, run: Run, evaluation: Evaluation, notes: list) -> str | None:
+def _gradcam(classifier: Classifier, items: dict, evaluation: Evaluation, notes: list) -> str | None:
     """Grad-CAM overlays of the first top-loss images, for the predicted class."""
     try:
         from portaclass.report import gradcam
     except ImportError:  # the explain module is not part of this build
         return None
-    items = _held_out_items(run)
     chosen = [items[row["name"]] for row in evaluation.top_losses[:GRADCAM_IMAGES] if row["name"] in items]
     if not chosen:
         return None

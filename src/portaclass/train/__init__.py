@@ -13,23 +13,21 @@ The package is callable, so notebooks train without shelling out::
 
 from __future__ import annotations
 
-import sys
-import types
+from portaclass._lazy import make_module_callable
 
 
-class _CallableModule(types.ModuleType):
-    def __call__(self, data: str, model: str = "simple_cnn", *, log=print, **options):
-        """Train ``model`` on ``data``; ``options`` are ``TrainOptions``'
-        fields (the ``portaclass train`` flags: ``epochs=5``,
-        ``learning_rate=3e-4``, ``augment="light"``...). Returns a
-        ``TrainResult`` (``run_dir``, ``backend``, ``metrics``, ``accuracy``)."""
-        # imported on call: the CLI imports this package (for its options) and
-        # must not wait for the runner's imports on `--help`
-        from portaclass.train.options import TrainOptions, check_option_names
-        from portaclass.train.runner import run_training
+def train(data: str, model: str = "simple_cnn", *, log=print, **options):
+    """Train ``model`` on ``data``; ``options`` are ``TrainOptions``'
+    fields (the ``portaclass train`` flags: ``epochs=5``,
+    ``learning_rate=3e-4``, ``augment="light"``...). Returns a
+    ``TrainResult`` (``run_dir``, ``backend``, ``metrics``, ``accuracy``)."""
+    # imported on call: the CLI imports this package (for its options) and
+    # must not wait for the runner's imports on `--help`
+    from portaclass.train.options import TrainOptions, check_option_names
+    from portaclass.train.runner import run_training
 
-        check_option_names(options, where="portaclass.train()")
-        return run_training(TrainOptions(data=data, model=model, **options), log=log)
+    check_option_names(options, where="portaclass.train()")
+    return run_training(TrainOptions(data=data, model=model, **options), log=log)
 
 
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, train)
