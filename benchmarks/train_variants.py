@@ -45,7 +45,8 @@ def measure(args) -> dict:
     out = Path(tempfile.mkdtemp(prefix="train-variant-")) / "run"
     result = run_training(TrainOptions(data=args.data, model=args.model, image_size=args.image_size,
                                        batch_size=args.batch_size, epochs=args.epochs, augment=args.augment,
-                                       out=str(out), quiet=True, **VARIANTS[args.measure]),
+                                       out=str(out), quiet=True, report=False,
+                                       **VARIANTS[args.measure]),
                           log=lambda line: None)
     run = Run.open(result.run_dir)
     seconds = [float(row["epoch_seconds"]) for row in run.history()][1:]

@@ -204,6 +204,35 @@ def test_mixed_precision_trains_on_a_gpu_with_a_float32_head(tiny_options, preci
     assert np.isfinite(result.metrics["loss"])
 
 
+@pytest.mark.gpu
+def test_deterministic_runs_on_a_gpu_repeat_bit_for_bit(tiny_images, tmp_path, backend_name):
+    """On a GPU, --deterministic must make two fresh processes with one seed
+    end with the same weights: cuDNN's and XLA's atomic-add kernels are
+    replaced (torch needs cuBLAS' workspace, JAX its flag, both before the
+    framework starts its devices)."""
+    import subprocess
+    import sys
+
+    import keras
+
+    from portaclass.backend_process import subprocess_env
+
+    weights = []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        done = subprocess.run(
+            [sys.executable, "-m", "portaclass", "train", "--data", str(tiny_images), "--image-size", "16",
+             "--batch-size", "8", "--epochs", "2", "--val-split", "0.25", "--test-split", "0",
+             "--deterministic", "--no-report", "--quiet", "--out", str(out)],
+            env=subprocess_env(backend_name), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert Run.open(out).options["deterministic"] is True
+        model = keras.saving.load_model(out / "model.keras")
+        weights.append([keras.ops.convert_to_numpy(v) for v in model.weights])
+    for first, second in zip(*weights):
+        np.testing.assert_array_equal(first, second)
+
+
 def test_lr_auto_runs_the_range_test_and_trains_with_its_suggestion(tiny_options):
     lines = []
     result = run_training(tiny_options(learning_rate="auto", epochs=1), log=lines.append)

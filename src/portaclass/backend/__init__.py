@@ -10,6 +10,8 @@ module (``_tensorflow``, ``_torch``, ``_jax``) implements:
 - ``cpu_copy(model)``: a copy of a model with its variables on the CPU
 - ``peak_memory(device=None)``: peak process RSS on CPU, peak device bytes on GPU
 - ``seed_everything(seed, deterministic=False)``
+- ``enable_determinism(log=None)``: what must be set before the framework
+  starts its devices (XLA_FLAGS on JAX, cuBLAS' workspace on torch)
 - ``rng_state()`` / ``set_rng_state(state)``: the framework's global random
   state as JSON-able data (checkpoints; torch's Dropout draws from it)
 - ``value_and_grad(fn, x)``: a scalar function's value and its gradient with
@@ -36,6 +38,7 @@ on_device = _module.on_device
 cpu_copy = _module.cpu_copy
 peak_memory = _module.peak_memory
 seed_everything = _module.seed_everything
+enable_determinism = _module.enable_determinism
 rng_state = _module.rng_state
 set_rng_state = _module.set_rng_state
 value_and_grad = _module.value_and_grad
@@ -51,6 +54,7 @@ __all__ = [
     "Device",
     "cpu_copy",
     "device_of",
+    "enable_determinism",
     "has_gpu",
     "list_devices",
     "on_device",

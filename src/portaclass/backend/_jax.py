@@ -114,16 +114,35 @@ def peak_memory(device: str | None = None) -> int:
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     # JAX has no global RNG state; keras' SeedGenerator draws from the global
-    # seed that set_random_seed fixes. ``deterministic`` needs nothing more:
-    # XLA on CPU is deterministic, and GPU reductions are made so by the flag.
+    # seed that set_random_seed fixes. XLA on CPU is deterministic; on a GPU
+    # ``deterministic`` needs the flag ``enable_determinism`` sets at start.
     seed_python_and_numpy(seed)
     seed_keras_without_tensorflow(seed)
     if deterministic:
-        import os
+        enable_determinism()
 
-        flags = os.environ.get("XLA_FLAGS", "")
-        if "--xla_gpu_deterministic_ops" not in flags:
-            os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
+
+def enable_determinism(log=None) -> None:
+    """Deterministic GPU reductions and kernels: XLA reads ``XLA_FLAGS`` once,
+    when JAX first starts its backends, so this must run before anything asks
+    for a device; where that has happened already (a notebook), ``log`` says
+    so in one line."""
+    import os
+
+    from jax._src import xla_bridge
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "--xla_gpu_deterministic_ops" in flags:
+        return
+    os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
+    if log is not None and xla_bridge.backends_are_initialized() and has_gpu_device():
+        log("deterministic: JAX started its GPU backend before --deterministic was set, so XLA's "
+            "deterministic-ops flag cannot apply in this process; run from a fresh process "
+            "(the CLI does) or set XLA_FLAGS=--xla_gpu_deterministic_ops=true before importing jax")
+
+
+def has_gpu_device() -> bool:
+    return any(d.kind == "gpu" for d in list_devices())
 
 
 def rng_state() -> dict:

@@ -108,6 +108,11 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         tf_config.disable_op_determinism()
 
 
+def enable_determinism(log=None) -> None:
+    """Nothing to set before start-up: TensorFlow's op determinism is a
+    switch ``seed_everything`` flips at any time."""
+
+
 def rng_state() -> dict:
     """The framework's own global random state, for checkpoints: none here,
     Keras draws every random number from its SeedGenerators."""

@@ -121,9 +121,20 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
     # both ways: the switch is process-wide (see the TensorFlow backend)
+    if deterministic:
+        enable_determinism()
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if deterministic:
         torch.backends.cudnn.benchmark = False
+
+
+def enable_determinism(log=None) -> None:
+    """cuBLAS is deterministic only with a fixed workspace, read when its
+    first handle is made (torch's reproducibility notes): set it before any
+    matrix product runs."""
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def rng_state() -> dict:

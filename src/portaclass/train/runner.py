@@ -79,6 +79,8 @@ def run_training(options: TrainOptions, log=print, *, command: str = "train") ->
         check_run_dir_free(Path(options.out))
     session = TrainingSession(options, log, preprocessing, size, channels, start)
     session.load_data()
+    if options.deterministic:  # before anything asks the framework for a device
+        backend.enable_determinism(log)
     precision = resolve_precision(options.precision, log)
     with dtype_policy(precision):
         session.build_model()
@@ -109,6 +111,8 @@ def resume_training(run_dir, *, given: dict | None = None, quiet: bool = False, 
     options = _options_of(run, quiet)
     _check_no_contradiction(run, options, given or {})
     options.check()
+    if options.deterministic:
+        backend.enable_determinism(log)
     checkpoint = run.checkpoints / "last.keras"
     checkpoint_module.remove_partial_writes(run.checkpoints)
     state = checkpoint_module.read_state(checkpoint) if checkpoint.is_file() else None
