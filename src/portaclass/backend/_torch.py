@@ -91,10 +91,11 @@ def on_device(spec: str):
     kind, index = parse_device_spec(spec)
     require_device(kind, index, list_devices())
     target = _torch_device(kind, index)
-    # keras.device covers keras variables and ops; torch.device covers tensors
-    # made directly with torch factory functions.
+    # keras.device alone: torch.device as a context would also move torch's own
+    # factory calls, and the DataLoader behind model.fit(arrays) draws its
+    # shuffle order with a CPU generator (RuntimeError on a GPU).
     keras_name = "cpu" if kind == "cpu" else f"{target.type}:{target.index or 0}"
-    with keras.device(keras_name), target:
+    with keras.device(keras_name):
         yield
 
 
