@@ -31,7 +31,7 @@ from portaclass.data.inputs import as_image_list, expand_paths, iter_inputs
 from portaclass.data.normalize import normalize
 from portaclass.errors import UsageError
 from portaclass.inference import Classifier, open_classifier, stack_pixels
-from portaclass.report import plots
+from portaclass.report import grid
 from portaclass.report.feature_map import (
     ends_in_softmax,
     feature_data_format,
@@ -231,8 +231,8 @@ def overlay_grid(classifier: Classifier, images: list, path, *, class_name: str 
             if picture is not None:
                 shown.append(picture)
                 titles.append(f"{classifier.class_names[explained]} ({probability:.0%})")
-    return plots.plot_image_grid(shown, titles, path, title="Grad-CAM: where the evidence for "
-                                 "the predicted class is")
+    return grid.image_grid(shown, titles, path, title="Grad-CAM: where the evidence for "
+                           "the predicted class is")
 
 
 def class_index_of(classifier: Classifier, class_name: str | None) -> int | None:

@@ -26,7 +26,7 @@ from portaclass.data.decode import DecodeError, as_array, load_image
 from portaclass.errors import PortaclassError
 from portaclass.evaluate import EVALUATION, Evaluation, evaluate, item_names
 from portaclass.inference import Classifier, open_classifier
-from portaclass.report import plots
+from portaclass.report import grid, plots
 from portaclass.run import SKIPPED, Run
 
 REPORT = "report.html"
@@ -73,7 +73,7 @@ def write_report(run_dir, *, classifier: Classifier | None = None, out=None) -> 
         items = _held_out_items(run)  # read the split once for both sections
         images = _top_loss_images(run, evaluation, items)
         if images:
-            sections["top_losses"] = _png(lambda f: plots.plot_image_grid(
+            sections["top_losses"] = _png(lambda f: grid.image_grid(
                 [image for image, _ in images], [text for _, text in images], f,
                 title="highest loss first: true / predicted (probability)"))
         sections["gradcam"] = _gradcam(classifier, items, evaluation, sections["notes"])

@@ -86,25 +86,3 @@ def plot_training_curves(history: list[dict], path) -> Path:
         if len(columns) > 1:
             axes.legend(fontsize=8)
     return save(figure, path)
-
-
-def plot_image_grid(images: list[np.ndarray], titles: list[str], path, *, columns: int = 4,
-                    title: str = "", tile_inches: tuple[float, float] = (2.6, 2.9), fontsize: int = 8,
-                    dpi: int = 90) -> Path:
-    """Images (H, W, C), uint8 or floats in [0, 1], in a grid, each with its
-    (multi-line) title."""
-    columns = max(1, min(columns, len(images)))
-    rows = max(1, -(-len(images) // columns))
-    figure = new_figure(tile_inches[0] * columns, tile_inches[1] * rows)
-    for i, (image, text) in enumerate(zip(images, titles)):
-        axes = figure.add_subplot(rows, columns, i + 1)
-        if image.shape[-1] == 1:
-            high = 255 if image.dtype == np.uint8 else 1.0
-            axes.imshow(image[..., 0], cmap="gray", vmin=0, vmax=high)
-        else:
-            axes.imshow(image)
-        axes.set_title(text, fontsize=fontsize)
-        axes.axis("off")
-    if title:
-        figure.suptitle(title, fontsize=fontsize + 2)
-    return save(figure, path, dpi=dpi)

@@ -13,7 +13,7 @@ from portaclass._lazy import LazyModule
 from portaclass.data.constants import PRESETS
 from portaclass.data.dataset import Dataset
 from portaclass.data.loading import load_dataset
-from portaclass.report.plots import plot_image_grid
+from portaclass.report.grid import image_grid
 from portaclass.train.options import TrainOptions
 
 # subclasses keras.utils.PyDataset: imported on first use, after the options are checked
@@ -87,6 +87,6 @@ def write_preview(
         data_spec, image_size, channels=channels, seed=seed, cache_dir=cache_dir)
     x, y = sample_batch(dataset, count, image_size, augment, seed, channels, epoch=epoch,
                         batch_size=batch_size)
-    return plot_image_grid(list(x), [label_title(label, dataset.class_names) for label in y], out,
-                           columns=math.ceil(math.sqrt(len(x))), tile_inches=(2.0, 2.2), fontsize=9, dpi=80,
-                           title=f"{dataset.name or 'data'}: augment={augment}, seed {seed}, epoch {epoch}")
+    return image_grid(list(x), [label_title(label, dataset.class_names) for label in y], out,
+                      columns=math.ceil(math.sqrt(len(x))), tile=160, fontsize=12,
+                      title=f"{dataset.name or 'data'}: augment={augment}, seed {seed}, epoch {epoch}")
