@@ -13,6 +13,16 @@ MARKS_tensorflow := not cross and not slow
 MARKS_torch      := not cross
 MARKS_jax        := not cross and not slow and not jax_slow
 
+# JAX keeps compiled programs in a persistent cache (portaclass turns it on
+# for users too): the suite gets its own, emptied at the start of every
+# `make test` so each run costs what a fresh CI machine pays, and caches every
+# compile (the threshold users keep is 1 s), as many tests train the same
+# small model. The cross tests' JAX processes share it.
+JAX_CACHE := $(CURDIR)/.jax-cache
+TEST_TARGETS := test-tensorflow test-torch test-jax test-channels-first test-cross
+$(TEST_TARGETS): export JAX_COMPILATION_CACHE_DIR := $(JAX_CACHE)
+$(TEST_TARGETS): export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS := 0
+
 .PHONY: install demo test lint browser test-tensorflow test-torch test-jax test-channels-first test-cross clean
 
 $(STAMP): pyproject.toml
@@ -43,6 +53,7 @@ browser:
 	  echo "chromium could not be installed: the browser test will skip"; }
 
 test: $(STAMP) lint browser
+	rm -rf $(JAX_CACHE)
 	$(MAKE) --no-print-directory -j3 -O test-tensorflow test-torch test-jax
 	$(MAKE) --no-print-directory -j2 -O test-channels-first test-cross
 
@@ -64,4 +75,4 @@ test-cross: $(STAMP)
 	KERAS_BACKEND=torch $(PYTEST) -m cross
 
 clean:
-	rm -rf $(VENV) $(CF_HOME) runs .pytest_cache artifacts
+	rm -rf $(VENV) $(CF_HOME) $(JAX_CACHE) runs .pytest_cache artifacts

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from pathlib import Path
 
 from portaclass.errors import BackendError
 
@@ -136,3 +137,14 @@ def start_command_line_process() -> None:
             libc.mallopt(-8, 2 * (os.cpu_count() or 1))  # -8: M_ARENA_MAX
         except (OSError, AttributeError):  # not glibc (musl): nothing to cap
             pass
+
+
+def cache_dir() -> Path:
+    """Where portaclass keeps what it can recompute (the bad-file scans, JAX's
+    compiled programs): ``$PORTACLASS_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/portaclass``, else ``~/.cache/portaclass``."""
+    explicit = os.environ.get("PORTACLASS_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "portaclass"

@@ -216,3 +216,29 @@ def test_value_and_grad_of_integers_is_an_error_naming_the_dtype():
     with pytest.raises(BackendError) as raised:
         backend.value_and_grad(lambda t: keras.ops.sum(t), np.ones(3, "int32"))
     assert str(raised.value) == "value_and_grad needs a floating-point `x`; received dtype int32"
+
+
+def test_jax_keeps_compiled_programs_in_portaclass_cache_unless_told_otherwise(backend_name, tmp_path):
+    """A second run of the same model on JAX skips XLA's compile: the compiled
+    programs go to portaclass' cache folder, unless the user chose a folder of
+    their own or turned it off."""
+    if backend_name != "jax":
+        pytest.skip("JAX's persistent compilation cache")
+    import subprocess
+    import sys
+
+    from portaclass.backend_process import subprocess_env
+
+    def cache_folder(**env):
+        environment = subprocess_env("jax", PORTACLASS_CACHE_DIR=str(tmp_path))
+        environment.pop("JAX_COMPILATION_CACHE_DIR", None)  # make test sets one for the suite
+        environment.update(env)
+        done = subprocess.run([sys.executable, "-c", "import portaclass.backend, jax; "
+                               "print(jax.config.jax_compilation_cache_dir)"],
+                              env=environment, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip()
+
+    assert cache_folder() == str(tmp_path / "jax")
+    assert cache_folder(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "mine")) == str(tmp_path / "mine")
+    assert cache_folder(PORTACLASS_JAX_CACHE="0") == "None"

@@ -30,6 +30,26 @@ COMPILES_PER_SHAPE = True
 
 keep_tensorflow_out_of_saving()
 
+# Off with PORTACLASS_JAX_CACHE=0; a cache the user chose (JAX_COMPILATION_CACHE_DIR) wins.
+CACHE_SWITCH = "PORTACLASS_JAX_CACHE"
+
+
+def use_persistent_compilation_cache() -> None:
+    """XLA compiles each train and eval step anew in every process (seconds to
+    tens of seconds on a CPU); JAX's persistent cache keeps compiled programs on
+    disk, keyed by the program, JAX version and device, so the next run of the
+    same model and shapes starts without compiling (docs/benchmarks.md)."""
+    import os
+
+    from portaclass import config
+
+    if os.environ.get(CACHE_SWITCH, "1") == "0" or jax.config.jax_compilation_cache_dir:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(config.cache_dir() / "jax"))
+
+
+use_persistent_compilation_cache()
+
 
 def _leaf_to_numpy(x):
     if isinstance(x, keras.Variable):

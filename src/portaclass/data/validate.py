@@ -10,19 +10,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from portaclass import config
 from portaclass.data import decode
 from portaclass.data.decode import DEFAULT_MAX_PIXELS
 
 CACHE_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    """``$PORTACLASS_CACHE_DIR``, else ``$XDG_CACHE_HOME/portaclass``, else ``~/.cache/portaclass``."""
-    explicit = os.environ.get("PORTACLASS_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "portaclass"
 
 
 def cache_file(root: Path, cache_dir: Path, max_pixels: int) -> Path:
@@ -71,7 +63,7 @@ def find_bad_files(
     Files whose (size, mtime) match the cache are not opened again. Pillow
     releases the GIL while decoding, so threads use all cores.
     """
-    cache_path = cache_file(root, Path(cache_dir) if cache_dir else default_cache_dir(), max_pixels)
+    cache_path = cache_file(root, Path(cache_dir) if cache_dir else config.cache_dir(), max_pixels)
     cached = _load_cache(cache_path)
     entries: dict[str, dict] = {}
     bad: dict[Path, str] = {}
