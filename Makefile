@@ -9,9 +9,11 @@ CF_HOME := $(CURDIR)/.keras-channels-first
 # The heavy registry models (marked slow) run their per-backend tests on torch;
 # the cross tests still build every model on all three backends. JAX skips the
 # training step of the two models it compiles slowest (marked jax_slow).
-MARKS_tensorflow := not cross and not slow
+# Tests of code that is the same on every backend (file formats, CLI wiring,
+# run folders; marked one_backend) run on torch only.
+MARKS_tensorflow := not cross and not slow and not one_backend
 MARKS_torch      := not cross
-MARKS_jax        := not cross and not slow and not jax_slow
+MARKS_jax        := not cross and not slow and not jax_slow and not one_backend
 
 # JAX keeps compiled programs in a persistent cache (portaclass turns it on
 # for users too): the suite gets its own, emptied at the start of every

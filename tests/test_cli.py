@@ -36,13 +36,16 @@ def test_python_dash_m_shows_the_commands():
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("env_var", ["PORTACLASS_BACKEND", "KERAS_BACKEND"])
+# Which variable wins is decided before any backend loads: one backend checks PORTACLASS_BACKEND.
+@pytest.mark.parametrize("env_var", [pytest.param("PORTACLASS_BACKEND", marks=pytest.mark.one_backend),
+                                     "KERAS_BACKEND"])
 def test_devices_lists_the_cpu_on_the_backend_from_the_environment(backend_name, env_var):
     result = run_cli(["devices"], backend_name, **{env_var: backend_name})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{backend_name}\tcpu:0")
 
 
+@pytest.mark.one_backend  # the augmentation itself: tests/data/test_augment.py, every backend
 def test_preview_writes_a_png_grid(tmp_path, backend_name):
     from PIL import Image
 

@@ -14,6 +14,9 @@ from portaclass.run import SCHEMA, Run
 from portaclass.train.options import TrainOptions
 from portaclass.train.runner import run_training
 
+# The run folder is files and JSON, written and read the same way on every backend.
+pytestmark = pytest.mark.one_backend
+
 
 @pytest.fixture(scope="module")
 def folder_run(tmp_path_factory):

@@ -10,6 +10,10 @@ import pytest
 
 from portaclass.bench import native_torch
 
+# The plain PyTorch script is torch whatever the backend; the Keras model it is
+# compared with is the same on every backend (tests/models/test_init.py, cross).
+pytestmark = pytest.mark.one_backend
+
 
 @pytest.mark.parametrize("size", [32, 72], ids=["cifar-stem", "imagenet-stem"])
 def test_resnet18_matches_portaclass_output_for_output(size):

@@ -14,6 +14,10 @@ from portaclass.models import create_model, get_spec
 
 from .conftest import NUM_CLASSES, TEST_SHAPE
 
+# Weight files and the Keras cache are read the same way on every backend;
+# loading a saved model on another backend: tests/models/test_portable.py (cross).
+pytestmark = pytest.mark.one_backend
+
 # keras/src/applications/mobilenet_v2.py: no-top file for alpha 1.0; rows is
 # 224 for any input size outside 96..224 (Keras warns and loads 224's file).
 MOBILENET_V2_NO_TOP = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"

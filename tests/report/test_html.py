@@ -13,6 +13,10 @@ from portaclass.errors import RunError
 from portaclass.report.html import write_report
 from tests.helpers import invoke_cli
 
+# The page is the same HTML on every backend; what differs per backend (the
+# model's scores, Grad-CAM) is tested per backend in test_evaluate.py and test_gradcam.py.
+pytestmark = pytest.mark.one_backend
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 # Chromium as the machine's probe starts it: no sandbox (root), and no
 # background connections, which a closed network refuses many at a time.

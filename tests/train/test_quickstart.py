@@ -40,6 +40,7 @@ def test_quickstart_reaches_97_percent_on_every_backend(tmp_path):
         assert accuracy >= 0.97, f"{backend_name}: {accuracy:.4f}"
 
 
+@pytest.mark.one_backend  # every backend runs the full quickstart: the cross test above
 def test_run_folder_is_a_train_run_scored_on_the_held_out_fifth(short_run, backend_name):
     run = Run.open(short_run.run_dir)
     assert run.command == "quickstart" and run.finished
@@ -59,6 +60,7 @@ def test_run_folder_is_a_train_run_scored_on_the_held_out_fifth(short_run, backe
     assert (run.checkpoints / "last.keras").is_file()
 
 
+@pytest.mark.one_backend  # every backend runs the full quickstart: the cross test above
 def test_saved_model_loads_with_plain_keras_and_scores_the_same(short_run):
     run = Run.open(short_run.run_dir)
     model = keras.saving.load_model(run.model_path)
@@ -69,6 +71,7 @@ def test_saved_model_loads_with_plain_keras_and_scores_the_same(short_run):
     assert np.mean(predicted == held_out.labels) == pytest.approx(short_run.accuracy, abs=1e-6)
 
 
+@pytest.mark.one_backend  # every backend runs the full quickstart: the cross test above
 def test_existing_run_folder_is_never_overwritten(short_run):
     from portaclass.errors import UsageError
 

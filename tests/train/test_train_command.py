@@ -47,7 +47,8 @@ def salted_run(salted_folder, tmp_path_factory, backend_name):
     out = tmp_path_factory.mktemp("run") / "salted"
     result = run_cli(
         ["train", "--data", str(root), "--image-size", "32", "--epochs", "2", "--batch-size", "16",
-         "--augment", "strong", "--max-image-pixels", "4000000", "--out", str(out), "--quiet"],
+         "--augment", "strong", "--max-image-pixels", "4000000", "--out", str(out), "--quiet",
+         "--no-report"],
         backend_name,
         XDG_CACHE_HOME=str(tmp_path_factory.mktemp("cache")),
     )
@@ -116,13 +117,14 @@ def test_bad_options_are_one_line_naming_the_value(args, named, tmp_path, backen
 
 
 
+@pytest.mark.one_backend  # two-phase training itself: tests/train/test_transfer_run.py, every backend
 def test_backbone_from_an_earlier_run_trains_two_phases(salted_run, tmp_path, backend_name):
     _, earlier = salted_run
     out = tmp_path / "transfer"
     result = run_cli(["train", "--data", "digits", "--backbone", str(earlier / "model.keras"),
                       "--freeze-base", "--epochs", "1", "--fine-tune-epochs", "1",
                       "--fine-tune-lr", "1e-4", "--base-batchnorm", "adapt", "--out", str(out),
-                      "--quiet"], backend_name)
+                      "--quiet", "--no-report"], backend_name)
     assert result.returncode == 0, result.stderr[-3000:]
     with (out / "history.csv").open() as f:
         rows = list(csv.DictReader(f))

@@ -46,7 +46,7 @@ def test_imagenet_head_then_fine_tune_keeps_batchnorm_statistics(seeded_keras_ca
     result = run_training(TrainOptions(
         data=str(tmp_path / "images"), model="mobilenet_v2", image_size=32, weights="imagenet", freeze_base=True,
         epochs=1, fine_tune_epochs=1, unfreeze="top:10", fine_tune_lr=1e-3, batch_size=16,
-        out=str(out), quiet=True), log=lambda line: None)
+        out=str(out), quiet=True, report=False), log=lambda line: None)
     with (out / "history.csv").open() as f:
         assert [int(float(r["phase"])) for r in csv.DictReader(f)] == [1, 2]
     backbone = keras.saving.load_model(out / "model.keras").get_layer("backbone")
