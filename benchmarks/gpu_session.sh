@@ -15,7 +15,7 @@ OUT=${OUT:-/tmp/gpu-session}
 mkdir -p "$OUT"
 [ -n "${SKIP_INSTALL:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-{ nvidia-smi -L; nproc; python3 -c "import sys, torch, jax, keras; print(sys.version.split()[0], 'torch', torch.__version__, 'jax', jax.__version__, 'keras', keras.__version__)"; } | tee "$OUT/machine.txt"
+{ nvidia-smi -L; nproc; KERAS_BACKEND=torch python3 -c "import sys, torch, jax, keras; print(sys.version.split()[0], 'torch', torch.__version__, 'jax', jax.__version__, 'keras', keras.__version__)"; } | tee "$OUT/machine.txt"
 
 # The lean-run benchmark on this machine's CPUs (GPU hidden: the plain PyTorch
 # script it compares with runs on the CPU), beside the tests: each of its
