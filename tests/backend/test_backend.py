@@ -242,3 +242,6 @@ def test_jax_keeps_compiled_programs_in_portaclass_cache_unless_told_otherwise(b
     assert cache_folder() == str(tmp_path / "jax")
     assert cache_folder(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "mine")) == str(tmp_path / "mine")
     assert cache_folder(PORTACLASS_JAX_CACHE="0") == "None"
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    assert cache_folder(PORTACLASS_CACHE_DIR=str(blocked)) == "None"  # unusable: no cache, no noise

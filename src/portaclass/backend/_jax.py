@@ -45,7 +45,13 @@ def use_persistent_compilation_cache() -> None:
 
     if os.environ.get(CACHE_SWITCH, "1") == "0" or jax.config.jax_compilation_cache_dir:
         return
-    jax.config.update("jax_compilation_cache_dir", str(config.cache_dir() / "jax"))
+    folder = config.cache_dir() / "jax"
+    try:  # a read-only home: no cache, rather than a warning at every compile
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    if os.access(folder, os.W_OK):
+        jax.config.update("jax_compilation_cache_dir", str(folder))
 
 
 use_persistent_compilation_cache()
