@@ -5,40 +5,33 @@ change to the report costs or saves.
     python benchmarks/report_cost.py RUN_DIR --src before=/tmp/before/src --src after=src --rounds 3
 
 A tree is a ``src`` folder (a ``git worktree`` of another commit, say);
-without ``--src`` the installed portaclass is timed alone.
+without ``--src`` the installed portaclass is timed alone. The framework is
+imported before the clock starts, as at the end of a training run.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
+import time
 from pathlib import Path
 
-CHILD = """
-import time, sys
-import portaclass.report.html as html
-from portaclass import backend  # the framework imported before the clock starts
-start = time.perf_counter()
-html.write_report(sys.argv[1])
-print(time.perf_counter() - start)
-"""
+from portaclass.backend_process import interleaved_rounds
 
 
-def time_once(run_dir: Path, src: str | None, backend: str) -> float:
+def measure(run_dir: Path) -> dict:
+    import portaclass.report.html as html
+    from portaclass import backend  # noqa: F401  (the framework, imported before the clock)
+
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / "run"
         shutil.copytree(run_dir, copy)
-        env = dict(os.environ, KERAS_BACKEND=backend, PYTHONDONTWRITEBYTECODE="1")
-        if src:
-            env["PYTHONPATH"] = str(Path(src).resolve())
-        done = subprocess.run([sys.executable, "-c", CHILD, str(copy)], env=env, capture_output=True,
-                              text=True, check=True)
-        return float(done.stdout.strip().splitlines()[-1])
+        start = time.perf_counter()
+        html.write_report(copy)
+        return {"seconds": time.perf_counter() - start}
 
 
 def main() -> None:
@@ -47,15 +40,19 @@ def main() -> None:
     parser.add_argument("--src", action="append", default=[], help="NAME=PATH to a src folder")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backend", default="torch")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.run_dir)))
+        return
     sides = dict(item.split("=", 1) for item in args.src) or {"installed": None}
-    seconds = {name: [] for name in sides}
-    for round_index in range(args.rounds):
-        for name, src in sides.items():
-            seconds[name].append(time_once(args.run_dir, src, args.backend))
-            print(f"round {round_index + 1}: {name}: {seconds[name][-1]:.2f} s", flush=True)
-    first = statistics.median(next(iter(seconds.values())))
-    print(f"\n| | rounds (s) | median s | / {next(iter(sides))} |\n| --- | --- | ---: | ---: |")
+    jobs = {name: (["--measure"], args.backend, {"PYTHONPATH": str(Path(src).resolve())} if src else {})
+            for name, src in sides.items()}
+    results = interleaved_rounds(__file__, [str(args.run_dir.resolve())], jobs, args.rounds)
+    seconds = {name: [row["seconds"] for row in rows] for name, rows in results.items()}
+    first_name = next(iter(seconds))
+    first = statistics.median(seconds[first_name])
+    print(f"\n| | rounds (s) | median s | / {first_name} |\n| --- | --- | ---: | ---: |")
     for name, values in seconds.items():
         median = statistics.median(values)
         print(f"| {name} | {', '.join(f'{v:.2f}' for v in values)} | {median:.2f} | {median / first:.2f}x |")

@@ -9,9 +9,11 @@ fixed mmap threshold buys in memory and costs in time (docs/benchmarks.md,
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
+import json
+import statistics
+import time
+
+from portaclass.backend_process import interleaved_rounds
 
 SETTINGS = {
     "default": {},
@@ -19,22 +21,28 @@ SETTINGS = {
     "mmap 4 MiB": {"MALLOC_MMAP_THRESHOLD_": "4194304"},
 }
 
-CHILD = """
-import time, numpy as np, keras
-from portaclass.models import create_model
-model = create_model("resnet18", 2, ({size}, {size}, 3), seed=0)
-model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-x = np.random.default_rng(0).random(({batch}, {size}, {size}, 3), dtype=np.float32)
-y = np.arange({batch}) % 2
-for _ in range(3):
-    model.train_on_batch(x, y)
-start = time.perf_counter()
-for _ in range({steps}):
-    model.train_on_batch(x, y)
-ms = 1000 * (time.perf_counter() - start) / {steps}
-peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-print(ms, peak_kb / 1e6)
-"""
+
+def measure(args) -> dict:
+    """Three warm-up steps, then ``--steps`` timed ones; the process's peak RSS after."""
+    import keras
+    import numpy as np
+
+    from portaclass.models import create_model
+
+    size, batch = args.image_size, args.batch_size
+    model = create_model("resnet18", 2, (size, size, 3), seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((batch, size, size, 3), dtype=np.float32)
+    y = np.arange(batch) % 2
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        model.train_on_batch(x, y)
+    ms = 1000 * (time.perf_counter() - start) / args.steps
+    with open("/proc/self/status") as status:
+        peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+    return {"ms_per_step": ms, "peak_gb": peak_kb / 1e6}
 
 
 def main() -> None:
@@ -43,20 +51,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    code = CHILD.format(size=args.image_size, batch=args.batch_size, steps=args.steps)
-    results = {name: [] for name in SETTINGS}
-    for round_index in range(args.rounds):
-        for name, extra in SETTINGS.items():
-            env = dict(os.environ, KERAS_BACKEND="torch", **extra)
-            done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-            ms, peak = map(float, done.stdout.split()[-2:])
-            results[name].append((ms, peak))
-            print(f"round {round_index + 1}: {name}: {ms:.0f} ms/step, peak {peak:.2f} GB", flush=True)
-    print("\n| glibc setting | ms/step per round | peak RSS GB per round |\n| --- | --- | --- |")
+    if args.measure:
+        print(json.dumps(measure(args)))
+        return
+    script_args = ["--steps", str(args.steps), "--image-size", str(args.image_size),
+                   "--batch-size", str(args.batch_size)]
+    jobs = {name: (["--measure"], "torch", env) for name, env in SETTINGS.items()}
+    results = interleaved_rounds(__file__, script_args, jobs, args.rounds)
+    print("\n| glibc setting | ms/step per round | peak RSS GB per round | median ms/step |\n| --- | --- | --- | ---: |")
     for name, rows in results.items():
-        print(f"| {name} | {', '.join(f'{ms:.0f}' for ms, _ in rows)} | "
-              f"{', '.join(f'{peak:.2f}' for _, peak in rows)} |")
+        steps = [row["ms_per_step"] for row in rows]
+        peaks = [row["peak_gb"] for row in rows]
+        print(f"| {name} | {', '.join(f'{ms:.0f}' for ms in steps)} | "
+              f"{', '.join(f'{gb:.2f}' for gb in peaks)} | {statistics.median(steps):.0f} |")
 
 
 if __name__ == "__main__":

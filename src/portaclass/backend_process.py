@@ -69,15 +69,17 @@ def on_each_backend(run, backends=BACKENDS) -> dict:
         return {b: f.result() for b, f in futures.items()}
 
 
-def interleaved_rounds(script: str, script_args: list[str], jobs: dict[str, tuple[list[str], str]],
+def interleaved_rounds(script: str, script_args: list[str], jobs: dict[str, tuple],
                        repeats: int, report=print) -> dict[str, list]:
-    """``repeats`` rounds over ``jobs`` (name -> (extra args, backend)), one
-    fresh interpreter per run of ``script``, jobs interleaved A B C A B C so
-    machine drift hits all alike. Returns each job's JSON results in round order."""
+    """``repeats`` rounds over ``jobs`` (name -> (extra args, backend), or
+    (extra args, backend, environment variables)), one fresh interpreter per
+    run of ``script``, jobs interleaved A B C A B C so machine drift hits all
+    alike. Returns each job's JSON results in round order."""
     results: dict[str, list] = {name: [] for name in jobs}
     for round_index in range(repeats):
-        for name, (extra, backend) in jobs.items():
-            value = run_script_json([script, *script_args, *extra], backend, TF_CPP_MIN_LOG_LEVEL="3")
+        for name, (extra, backend, *env) in jobs.items():
+            value = run_script_json([script, *script_args, *extra], backend, TF_CPP_MIN_LOG_LEVEL="3",
+                                    **(env[0] if env else {}))
             results[name].append(value)
             report(f"round {round_index + 1}: {name}: {value}")
     return results

@@ -161,14 +161,11 @@ def enable_determinism(log=None) -> None:
     if "--xla_gpu_deterministic_ops" in flags:
         return
     os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
-    if log is not None and xla_bridge.backends_are_initialized() and has_gpu_device():
+    if log is not None and xla_bridge.backends_are_initialized() and any(
+            d.kind == "gpu" for d in list_devices()):
         log("deterministic: JAX started its GPU backend before --deterministic was set, so XLA's "
             "deterministic-ops flag cannot apply in this process; run from a fresh process "
             "(the CLI does) or set XLA_FLAGS=--xla_gpu_deterministic_ops=true before importing jax")
-
-
-def has_gpu_device() -> bool:
-    return any(d.kind == "gpu" for d in list_devices())
 
 
 def rng_state() -> dict:

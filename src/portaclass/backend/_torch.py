@@ -121,12 +121,11 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
-    # both ways: the switch is process-wide (see the TensorFlow backend)
     if deterministic:
         enable_determinism()
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
-    if deterministic:
         torch.backends.cudnn.benchmark = False
+    # both ways: the switch is process-wide (see the TensorFlow backend)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 def enable_determinism(log=None) -> None:

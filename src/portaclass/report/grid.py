@@ -71,11 +71,8 @@ def image_grid(images: list[np.ndarray], titles: list[str], path, *, columns: in
                             align="center", spacing=2)
         picture = _fit(_as_rgb(image), tile)
         canvas.paste(picture, (left + (tile - picture.width) // 2, top + caption + (tile - picture.height) // 2))
-    if hasattr(path, "write"):
-        canvas.save(path, format="PNG")
-        return path
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not hasattr(path, "write"):  # else a file object: the report inlines its images
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path, format="PNG")
     return path
-
