@@ -204,6 +204,9 @@ def preview(
     typer.echo(f"wrote {path}")
 
 
+UnsafeOption = Annotated[bool, typer.Option(
+    "--unsafe", help="Load model files without the safety checks (Lambda layers, legacy .h5): "
+    "only files you trust.")]
 DeviceOption = Annotated[
     str | None, typer.Option(help="cpu, gpu or gpu:N (default: the backend's choice).", show_default=False)]
 BatchSizeOption = Annotated[int | None, typer.Option(
@@ -243,6 +246,7 @@ def evaluate(
         show_default=False)] = None,
     device: DeviceOption = None,
     batch_size: BatchSizeOption = None,
+    unsafe: UnsafeOption = False,
     backend: BackendOption = "",
     debug: DebugOption = False,
 ):
@@ -254,7 +258,7 @@ def evaluate(
     bar, progress = _progress_bar("evaluating")
     with bar:
         result = run_evaluation(source, data, tta=tta, out=out, device=device, progress=progress,
-                                **_given(batch_size=batch_size))
+                                unsafe=unsafe, **_given(batch_size=batch_size))
     if json_output:
         import json
 
@@ -273,6 +277,7 @@ def predict(
     output_format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
     batch_size: BatchSizeOption = None,
     tta: TtaOption = False,
+    unsafe: UnsafeOption = False,
     backend: BackendOption = "",
     debug: DebugOption = False,
 ):
@@ -288,7 +293,8 @@ def predict(
     bar, progress = _progress_bar("predicting")
     with bar:
         results = run_prediction(model, images, device=device, top_k=top_k, tta=tta, progress=progress,
-                                 log=lambda line: typer.echo(line, err=True), **_given(batch_size=batch_size))
+                                 log=lambda line: typer.echo(line, err=True), unsafe=unsafe,
+                                 **_given(batch_size=batch_size))
     if output_format == "table":
         prediction_table(results)
     else:

@@ -82,7 +82,7 @@ class Evaluation:
 
 def evaluate(source, data=None, *, tta: bool = False, out=None, device: str | None = None,
              batch_size: int = 64, top_k: int | None = None, write: bool = True,
-             progress=None) -> Evaluation:
+             progress=None, unsafe: bool = False) -> Evaluation:
     """Evaluate a run folder, ``.keras`` file or ``keras.Model``.
 
     Args:
@@ -97,12 +97,13 @@ def evaluate(source, data=None, *, tta: bool = False, out=None, device: str | No
         top_k: k of the top-k accuracy (default 5, or fewer with few classes).
         write: False to write nothing.
         progress: called as ``progress(done, total)`` after each batch.
+        unsafe: load a model file without ``model_files``' safety checks.
     """
     checks.at_least("batch_size", batch_size, 1)
     if top_k is not None:
         checks.at_least("top_k", top_k, 1)
     start = time.perf_counter()
-    classifier = open_classifier(source, device=device)
+    classifier = open_classifier(source, device=device, unsafe=unsafe)
     split, data_name, skipped = _resolve_data(classifier, data)
     labels = _labels_in_model_order(split, classifier.class_names, data_name)
 

@@ -24,6 +24,7 @@ from portaclass._lazy import backend, keras
 from portaclass.data.inputs import InputImage, tta_views
 from portaclass.data.normalize import normalize
 from portaclass.errors import ModelFileError, RunError
+from portaclass.model_files import load_keras_file
 from portaclass.models.registry import Preprocessing
 from portaclass.run import Run
 from portaclass.train.checkpoint import read_model_info
@@ -110,10 +111,11 @@ def _as_probabilities(scores: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def open_classifier(source, *, device: str | None = None) -> Classifier:
+def open_classifier(source, *, device: str | None = None, unsafe: bool = False) -> Classifier:
     """A ``Classifier`` from a run folder, a ``.keras`` file or a
     ``keras.Model`` (a ``Classifier`` is passed through); ``device`` is
-    "cpu", "gpu" or "gpu:N" (default: the backend's choice). RunError /
+    "cpu", "gpu" or "gpu:N" (default: the backend's choice). Files load
+    through ``model_files`` (safe mode unless ``unsafe``). RunError /
     ModelFileError name what is wrong."""
     if isinstance(source, Classifier):
         return source
@@ -135,25 +137,12 @@ def open_classifier(source, *, device: str | None = None) -> Classifier:
             raise ModelFileError(f"{path}: no such model file or run folder")
         model_path, run = path, _run_holding(path)
         info = read_model_info(path) or (run.model_info() if run else None)
-    model = _load(model_path, device)
+    model = load_keras_file(model_path, unsafe=unsafe, device=device)
     info = info or _guess_info(model, model_path)
     return Classifier(model, list(info["class_names"]), tuple(info["input_shape"]),
                       Preprocessing.from_dict(info.get("preprocessing") or {}),
                       info.get("resize") or "plain", str(model_path), run, device,
                       guessed=bool(info.get("guessed")))
-
-
-def _load(path: Path, device: str | None):
-    if path.suffix != ".keras":
-        raise ModelFileError(f"{path} is not a .keras model file (portaclass reads Keras 3 "
-                             "`.keras` files and run folders)")
-    try:
-        with backend.on_device(device) if device else contextlib.nullcontext():
-            return keras.saving.load_model(path, compile=False)
-    except Exception as error:  # Keras raises ValueError, KeyError, zipfile errors...
-        lines = str(error).strip().splitlines()
-        reason = lines[0][:200] if lines else type(error).__name__
-        raise ModelFileError(f"{path} is not a Keras model file that loads: {reason}") from None
 
 
 def classifier_of_run(run: Run, model) -> Classifier:

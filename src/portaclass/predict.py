@@ -50,7 +50,7 @@ class Prediction:
 
 
 def predict(model, images, *, device: str | None = None, top_k: int = 3, batch_size: int = 32,
-            tta: bool = False, progress=None, log=None) -> list[Prediction]:
+            tta: bool = False, progress=None, log=None, unsafe: bool = False) -> list[Prediction]:
     """Predict ``images`` with ``model``.
 
     Args:
@@ -67,6 +67,7 @@ def predict(model, images, *, device: str | None = None, top_k: int = 3, batch_s
         progress: called as ``progress(done, total)`` after each batch.
         log: called with a one-line note when the model carries no class
             names or preprocessing (a ``.keras`` file not from portaclass).
+        unsafe: load a model file without ``model_files``' safety checks.
 
     Returns:
         One ``Prediction`` per image, in input order (folders expanded).
@@ -74,7 +75,7 @@ def predict(model, images, *, device: str | None = None, top_k: int = 3, batch_s
     checks.at_least("top_k", top_k, 1)
     checks.at_least("batch_size", batch_size, 1)
     items = expand_paths(as_image_list(images))
-    classifier = open_classifier(model, device=device)
+    classifier = open_classifier(model, device=device, unsafe=unsafe)
     if classifier.guessed and log:
         log(f"note: {classifier.source} carries no class names or preprocessing (not saved by "
             "portaclass): classes are numbered and pixels scaled to [0, 1]")

@@ -20,6 +20,7 @@ from portaclass import checks
 from portaclass._lazy import backend, keras
 from portaclass.errors import ModelFileError
 from portaclass.layout import check_image_shape, model_input_shape
+from portaclass.model_files import check_weights_file, load_keras_file
 from portaclass.models.constants import (
     BACKBONE,
     BATCHNORM_MODES,
@@ -84,7 +85,7 @@ def create_model(name: str, num_classes: int, input_shape: tuple[int, int, int] 
 
 def build_transfer_model(base: str | Path, num_classes: int, input_shape=None, *,
                          weights=None, dropout: float | None = None, seed: int | None = None,
-                         batchnorm: str = "frozen"):
+                         batchnorm: str = "frozen", unsafe: bool = False):
     """``inputs -> base(inputs) -> pooling -> Dropout -> Dense``, base frozen.
 
     Args:
@@ -104,6 +105,8 @@ def build_transfer_model(base: str | Path, num_classes: int, input_shape=None, *
             re-estimate their statistics once ``unfreeze`` (same mode) makes
             them trainable: better when the new images look nothing like the
             base's (docs/benchmarks.md: shapes -> digits).
+        unsafe: load a backbone file without ``model_files``' safety checks
+            (a Lambda layer, a legacy ``.h5``): only for files the user trusts.
 
     Returns:
         ``(model, base_model)`` with the base frozen (``trainable=False``).
@@ -112,7 +115,7 @@ def build_transfer_model(base: str | Path, num_classes: int, input_shape=None, *
     _check_classes(num_classes)
     _seed(seed)
     if _is_model_file(base):
-        base_model = load_backbone(Path(base))
+        base_model = load_backbone(Path(base), unsafe=unsafe)
         shape = tuple(base_model.inputs[0].shape[1:])
         pretrained = True
     else:
@@ -163,17 +166,12 @@ def head_dropout(model) -> float | None:
         return None
 
 
-def load_backbone(path: Path):
+def load_backbone(path: Path, *, unsafe: bool = False):
     """A ``.keras`` classifier trained earlier (any backend), cut before its
     head: at the input of its last global pooling / Flatten layer, else of its
-    trailing Dense layers; named ``backbone``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"backbone model not found: {path}")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:
-        raise ModelFileError(f"cannot load backbone {path}: {_first_line(error)}") from error
+    trailing Dense layers; named ``backbone``. Loaded through
+    ``model_files.load_keras_file`` (safe mode unless ``unsafe``)."""
+    model = load_keras_file(path, unsafe=unsafe, what="backbone")
     features = _cut_before_head(model)
     if features is None:
         raise ModelFileError(f"cannot find a classifier head to cut in {path}")
@@ -237,7 +235,7 @@ def _weights_file(weights) -> Path | None:
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ModelFileError(f"weights file not found: {path}")
-    return path
+    return check_weights_file(path)
 
 
 def _load_weights_file(model, base, path: Path) -> None:

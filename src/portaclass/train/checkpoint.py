@@ -26,6 +26,7 @@ from pathlib import Path
 
 from portaclass._lazy import backend, keras
 from portaclass.errors import RunError
+from portaclass.model_files import check_keras_archive
 
 STATE_MEMBER = "portaclass/state.json"
 MODEL_INFO_MEMBER = "portaclass/model.json"
@@ -119,6 +120,8 @@ def load_checkpoint(model, path: Path) -> dict:
     """Weights, optimizer state (when the model's optimizer is built) and
     seed generator states from ``path`` into ``model``; returns the state."""
     state = read_state(path)
+    # our own file, but it came from disk: the archive must be sound
+    check_keras_archive(path, unsafe=True, what="checkpoint")
     model.load_weights(path)
     restore_seed_generator_states(model, state.get("seed_generators", []))
     backend.set_rng_state(state.get("framework_rng", {}))

@@ -106,6 +106,8 @@ class TrainOptions:
     # transfer learning
     weights: str | None = option(None, "Pretrained weights: imagenet, or a local .h5/.weights.h5/.keras file.")
     backbone: str | None = option(None, "Transfer from an earlier run's model.keras (any backend).")
+    unsafe: bool = option(False, "Load --backbone without the safety checks (Lambda layers, legacy "
+                          ".h5): only files you trust.")
     freeze_base: bool = option(False, "Train only the new head on a frozen base.")
     fine_tune_epochs: int = option(0, "Epochs of a second phase with the base unfrozen.")
     unfreeze: str = option("all", "What phase 2 unfreezes: all, top:K or from:LAYER_NAME.")

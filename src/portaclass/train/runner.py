@@ -166,7 +166,8 @@ class TrainingSession:
         if options.transfer:
             self.model, self.base = build_transfer_model(
                 options.backbone or options.model, num_classes, shape, weights=options.weights,
-                dropout=options.dropout, seed=options.seed, batchnorm=options.base_batchnorm)
+                dropout=options.dropout, seed=options.seed, batchnorm=options.base_batchnorm,
+                unsafe=options.unsafe)
         else:
             self.model = create_model(options.model, num_classes, shape, weights=options.weights,
                                       seed=options.seed, dropout=options.dropout)
