@@ -358,6 +358,54 @@ def explain(
         raise typer.Exit(1)
 
 
+@app.command("export")
+@handle_errors
+def export_command(
+    source: Annotated[str | None, typer.Argument(
+        help="A run folder or a .keras model file.", show_default=False)] = None,
+    format: Annotated[str, typer.Option(
+        "--format", "-f", help="keras, onnx, savedmodel, torch, openvino or litert.")] = "onnx",
+    out: Annotated[str | None, typer.Option(
+        help="File (a folder for savedmodel) to write (default: RUN/export/model.<suffix>, "
+        "or beside the .keras file).", show_default=False)] = None,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's).",
+                                              show_default=False)] = None,
+    include_preprocessing: Annotated[bool, typer.Option(
+        "--include-preprocessing", help="Put the model's pixel scaling inside the exported graph "
+        "(input: RGB pixels in [0, 255]); otherwise <out>.json documents it.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
+    verify_only: Annotated[str | None, typer.Option(
+        "--verify-only", help="Only check this exported file against --reference.",
+        show_default=False)] = None,
+    reference: Annotated[str | None, typer.Option(
+        help="The run folder or .keras file --verify-only compares with.", show_default=False)] = None,
+    unsafe: UnsafeOption = False,
+    backend: BackendOption = "",
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+):
+    """Export a model to a deployment format and check it in that format's own runtime."""
+    choose_backend(backend)
+    from portaclass.export import export_model, verify_export
+
+    log = (lambda _line: None) if quiet else (lambda line: typer.echo(line, err=True))
+    if verify_only:
+        if not reference:
+            raise UsageError("--verify-only needs --reference (the run or .keras file it came from)")
+        verification = verify_export(verify_only, reference, unsafe=unsafe)
+        typer.echo(f"{verify_only}: {verification.summary()}")
+        if not verification.passed:
+            typer.echo(f"error: {verify_only} disagrees with {reference}", err=True)
+            raise typer.Exit(1)
+        return
+    if source is None:
+        raise UsageError("name the run folder or .keras file to export (or use --verify-only FILE)")
+    result = export_model(source, format, out, opset=opset, include_preprocessing=include_preprocessing,
+                          unsafe=unsafe, overwrite=overwrite, log=log)
+    typer.echo(f"wrote {result.path} ({result.format}, written on {result.written_by}; "
+               f"{result.verification.summary()}); how to feed it: {result.sidecar}")
+
+
 @app.command("models")
 @handle_errors
 def models_command(debug: DebugOption = False):

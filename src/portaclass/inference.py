@@ -50,6 +50,7 @@ class Classifier:
     run: Run | None = None
     device: str | None = None
     guessed: bool = False  # no class names or preprocessing came with the model
+    channels_last_input: bool = False  # an exported file: NHWC whatever Keras' layout
 
     @property
     def size_hw(self) -> tuple[int, int]:
@@ -84,9 +85,11 @@ class Classifier:
                 chunk = pixels[start:start + batch_size]
                 padded = np.concatenate([chunk, np.repeat(chunk[-1:], _padded_size(len(chunk), batch_size)
                                                           - len(chunk), 0)])
-                x = layout.to_model_layout(normalize(padded, self.preprocessing).astype(np.float32))
+                x = normalize(padded, self.preprocessing).astype(np.float32)
+                if not self.channels_last_input:
+                    x = layout.to_model_layout(x)
                 scores = backend.to_numpy(self.model.predict_on_batch(self._structured(x)))[: len(chunk)]
-                out.append(_as_probabilities(np.asarray(scores, np.float32)))
+                out.append(as_probabilities(np.asarray(scores, np.float32)))
         return np.concatenate(out)
 
     def _structured(self, x):
@@ -102,7 +105,7 @@ def _padded_size(count: int, batch_size: int) -> int:
     return min(batch_size, 1 << max(0, count - 1).bit_length())
 
 
-def _as_probabilities(scores: np.ndarray) -> np.ndarray:
+def as_probabilities(scores: np.ndarray) -> np.ndarray:
     """A model ending in softmax gives probabilities already; logits (a
     model from elsewhere) get a softmax."""
     if scores.min() >= 0 and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3):

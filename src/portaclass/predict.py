@@ -16,12 +16,14 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from portaclass import checks
 from portaclass._lazy import make_module_callable
 from portaclass.data.inputs import as_image_list, expand_paths, iter_inputs
+from portaclass.export.exported import exported_classifier, is_exported_file
 from portaclass.inference import open_classifier, stack_pixels
 
 FORMATS = ("table", "json", "csv")
@@ -54,7 +56,9 @@ def predict(model, images, *, device: str | None = None, top_k: int = 3, batch_s
     """Predict ``images`` with ``model``.
 
     Args:
-        model: a run folder, a ``.keras`` file or a ``keras.Model``.
+        model: a run folder, a ``.keras`` file, a ``keras.Model``, or a file
+            ``portaclass export`` wrote (``.onnx``, ``.pt2``, ``.xml``, ``.tflite``,
+            a SavedModel folder), run in its own runtime with its sidecar.
         images: one or a list of: image files, folders (searched
             recursively), Pillow images, NumPy arrays ``(H, W)`` /
             ``(H, W, C)`` (or one ``(N, H, W, C)`` array); any size and
@@ -75,7 +79,10 @@ def predict(model, images, *, device: str | None = None, top_k: int = 3, batch_s
     checks.at_least("top_k", top_k, 1)
     checks.at_least("batch_size", batch_size, 1)
     items = expand_paths(as_image_list(images))
-    classifier = open_classifier(model, device=device, unsafe=unsafe)
+    if isinstance(model, (str, Path)) and is_exported_file(model):
+        classifier = exported_classifier(model)  # through its own runtime (onnxruntime...)
+    else:
+        classifier = open_classifier(model, device=device, unsafe=unsafe)
     if classifier.guessed and log:
         log(f"note: {classifier.source} carries no class names or preprocessing (not saved by "
             "portaclass): classes are numbered and pixels scaled to [0, 1]")
