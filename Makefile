@@ -70,7 +70,7 @@ test-channels-first: $(STAMP)
 	@mkdir -p $(CF_HOME)
 	@echo '{"backend": "torch", "image_data_format": "channels_first", "floatx": "float32", "epsilon": 1e-07}' > $(CF_HOME)/keras.json
 	@echo "=== pytest on torch, channels_first"
-	KERAS_HOME=$(CF_HOME) KERAS_BACKEND=torch $(PYTEST) -m "not cross and not slow" tests/test_layout.py tests/models tests/data/test_pipeline.py tests/data/test_augment.py tests/report/test_gradcam.py tests/test_predict.py
+	KERAS_HOME=$(CF_HOME) KERAS_BACKEND=torch $(PYTEST) -m "not cross and not slow" tests/test_layout.py tests/models tests/data/test_pipeline.py tests/data/test_augment.py tests/report/test_gradcam.py tests/test_predict.py tests/export/test_export.py
 
 test-cross: $(STAMP)
 	@echo "=== cross-backend tests"

@@ -74,12 +74,20 @@ def has_modules(modules) -> bool:
     return all(importlib.util.find_spec(module) is not None for module in modules)
 
 
-def writer_backend(fmt: ExportFormat, current: str) -> str:
+def writer_backend(fmt: ExportFormat, current: str, *, channels_first: bool = False) -> str:
     """The backend that writes ``fmt``: this process's when it can, else the
-    first installed one that can; UsageError naming the extra to install."""
-    if current in fmt.writers and has_modules(fmt.writers[current]):
+    first installed one that can; UsageError naming the extra to install.
+    ``channels_first``: the model runs NCHW convolutions, which TensorFlow
+    cannot run on a CPU, so TensorFlow does not write it."""
+    usable = {name: modules for name, modules in fmt.writers.items()
+              if not (channels_first and name == "tensorflow")}
+    if not usable:
+        raise UsageError(f"this model was built channels_first (NCHW convolutions), which TensorFlow, "
+                         f"the only writer of {fmt.name}, cannot run on a CPU: export onnx, torch or "
+                         "openvino, or train with image_data_format channels_last")
+    if current in usable and has_modules(usable[current]):
         return current
-    for name, modules in fmt.writers.items():
+    for name, modules in usable.items():
         if name != current and is_installed(name) and has_modules(modules):
             return name
     raise UsageError(f"writing {fmt.name} needs {_needs(fmt)}: pip install 'portaclass[{_extra_for(fmt)}]'")

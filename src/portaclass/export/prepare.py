@@ -63,13 +63,20 @@ def inference_graph(model, input_shape: tuple[int, int, int], preprocessing=None
     x = inputs
     if preprocessing is not None:
         x = _preprocessing_layer(preprocessing, c)(x)
-    if layout.data_format() == layout.CHANNELS_FIRST:
+    if built_channels_first(model):
         x = keras.layers.Permute((3, 1, 2), name="to_channels_first")(x)
     removed: list[str] = []
     outputs = _inlined(model, x, removed)
     graph = keras.Model(inputs, outputs, name=model.name)
     graph(np.zeros((1, h, w, c), np.float32))
     return graph, removed
+
+
+def built_channels_first(model) -> bool:
+    """True when ``model``'s image layers run channels_first (it was built
+    under that ``image_data_format``, on whichever backend loads it now)."""
+    return any(getattr(layer, "data_format", None) == layout.CHANNELS_FIRST
+               for layer in model._flatten_layers(include_self=False))
 
 
 def _inlined(model, x, removed: list[str]):

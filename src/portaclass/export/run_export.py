@@ -26,7 +26,7 @@ from portaclass.export.formats import (
     get_format,
     writer_backend,
 )
-from portaclass.export.prepare import EXPORT_INPUT
+from portaclass.export.prepare import EXPORT_INPUT, built_channels_first
 from portaclass.export.runtimes import open_runtime
 from portaclass.export.verify import Verification, verify
 from portaclass.export.write import write_export, write_in_subprocess
@@ -68,10 +68,10 @@ def export_model(source, format: str = "onnx", out=None, *, opset: int | None = 
     target = _target(out, fmt, model_path, overwrite)
     check_runtime(fmt)
     current = keras.backend.backend()
-    writer = writer_backend(fmt, current)
     from portaclass.inference import open_classifier
 
     classifier = open_classifier(model_path, unsafe=unsafe)
+    writer = writer_backend(fmt, current, channels_first=built_channels_first(classifier.model))
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".portaclass-export-") as staging:
         staged = Path(staging) / target.name
         if writer == current:
