@@ -270,7 +270,8 @@ def evaluate(
 @app.command()
 @handle_errors
 def predict(
-    model: Annotated[str, typer.Argument(help="A run folder or a .keras model file.")],
+    model: Annotated[str, typer.Argument(help="A run folder, a .keras model file, or a file "
+                                               "`portaclass export` wrote (.onnx, .pt2, ...).")],
     images: Annotated[list[str], typer.Argument(help="Image files or folders (searched recursively).")],
     device: DeviceOption = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Classes to show per image.")] = 3,

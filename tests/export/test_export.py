@@ -178,3 +178,44 @@ def test_predict_and_verify_only_take_the_exported_file(run_dir, keras_reference
     _, pixels, expected = keras_reference
     np.testing.assert_allclose(model.predict(pixels), expected, atol=1e-4)
     assert verify_export(exported, run_dir).passed
+
+
+class _RunsShell:
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (self.command,)
+
+
+@pytest.mark.one_backend
+def test_a_pt2_file_whose_weights_are_a_hostile_pickle_is_refused_and_nothing_runs(run_dir, tmp_path):
+    """torch.export.load unpickles weights marked ``use_pickle`` with
+    weights_only=False; portaclass reads them as tensors only."""
+    _needs_runtime("torch")
+    import pickle
+    import zipfile
+
+    from portaclass.errors import ModelFileError
+
+    exported = export_model(run_dir, "torch", tmp_path / "model.pt2").path
+    marker = tmp_path / "pwned"
+    hostile = tmp_path / "hostile.pt2"
+    with zipfile.ZipFile(exported) as old, zipfile.ZipFile(hostile, "w") as new:
+        config_name = next(n for n in old.namelist() if n.endswith("weights/model_weights_config.json"))
+        config = json.loads(old.read(config_name))
+        first = next(iter(config["config"].values()))
+        first["use_pickle"] = True  # the first weight now reads as a pickle...
+        weight_name = config_name.replace("model_weights_config.json", first["path_name"])
+        for item in old.infolist():
+            data = old.read(item)
+            if item.filename == config_name:
+                data = json.dumps(config).encode()
+            elif item.filename == weight_name:  # ...which runs a shell command
+                data = pickle.dumps(_RunsShell(f"touch {marker}"))
+            new.writestr(item, data)
+    with pytest.raises(ModelFileError, match="cannot be loaded"):
+        runtimes_module.open_runtime(hostile, FORMATS["torch"])
+    assert not marker.exists()

@@ -72,6 +72,7 @@ def export_model(source, format: str = "onnx", out=None, *, opset: int | None = 
 
     classifier = open_classifier(model_path, unsafe=unsafe)
     writer = writer_backend(fmt, current, channels_first=built_channels_first(classifier.model))
+    target.parent.mkdir(exist_ok=True)  # RUN/export/, once everything has been checked
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".portaclass-export-") as staging:
         staged = Path(staging) / target.name
         if writer == current:
@@ -154,14 +155,15 @@ def _target(out, fmt: ExportFormat, model_path: Path, overwrite: bool) -> Path:
     if out is None:
         run_dir = model_path.parent
         folder = run_dir / "export" if (run_dir / "config.json").is_file() else run_dir
-        folder.mkdir(exist_ok=True)
         target = folder / fmt.default_file_name(model_path.stem)
+        checked = run_dir  # RUN/export/ is made once the export can go ahead
     else:
         target = Path(out).expanduser()
-    if not target.parent.is_dir():
-        raise UsageError.for_option("out", f"{target}: folder {target.parent} does not exist")
-    if not os.access(target.parent, os.W_OK):
-        raise UsageError.for_option("out", f"{target}: folder {target.parent} is not writable")
+        checked = target.parent
+        if not checked.is_dir():
+            raise UsageError.for_option("out", f"{target}: folder {checked} does not exist")
+    if not os.access(checked, os.W_OK):
+        raise UsageError.for_option("out", f"{target}: folder {checked} is not writable")
     if fmt.suffix and not target.name.endswith(fmt.suffix):
         raise UsageError.for_option("out", f"{target}: a {fmt.name} file must end in {fmt.suffix}")
     if target.exists() and not overwrite:

@@ -5,16 +5,26 @@ inside the functions (DESIGN.md rule 1)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 
+from portaclass.errors import ModelFileError, PortaclassError
 from portaclass.export.formats import ExportFormat, check_runtime
 
 
 def open_runtime(path: Path, fmt: ExportFormat):
+    """ModelFileError, one line, for a file its runtime refuses."""
     check_runtime(fmt)
-    return _OPENERS[fmt.name](Path(path))
+    try:
+        return _OPENERS[fmt.name](Path(path))
+    except PortaclassError:
+        raise
+    except Exception as error:  # each runtime has its own exceptions
+        lines = [line for line in str(error).strip().splitlines() if line.strip()]
+        reason = lines[0][:200] if lines else type(error).__name__
+        raise ModelFileError(f"{path} cannot be loaded by {fmt.name}'s runtime: {reason}") from None
 
 
 def _onnx(path: Path):
@@ -41,13 +51,32 @@ def _savedmodel(path: Path):
 def _torch(path: Path):
     import torch
 
-    module = torch.export.load(str(path)).module()
+    with _tensors_only(torch):
+        module = torch.export.load(str(path)).module()
 
     def run(x):
         with torch.no_grad():
             return module(torch.from_numpy(np.ascontiguousarray(x))).detach().cpu().numpy()
 
     return run
+
+
+@contextlib.contextmanager
+def _tensors_only(torch):
+    """``torch.load`` with ``weights_only=True`` whatever its caller asks:
+    ``torch.export.load`` unpickles some weights with ``weights_only=False``,
+    which runs whatever code a hostile ``.pt2`` file holds."""
+    real_load = torch.load
+
+    def load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return real_load(*args, **kwargs)
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = real_load
 
 
 def _openvino(path: Path):
