@@ -178,6 +178,10 @@ def test_predict_and_verify_only_take_the_exported_file(run_dir, keras_reference
     _, pixels, expected = keras_reference
     np.testing.assert_allclose(model.predict(pixels), expected, atol=1e-4)
     assert verify_export(exported, run_dir).passed
+    from ..helpers import invoke_cli
+
+    checked = invoke_cli(["export", "--verify-only", str(exported), "--reference", str(run_dir)])
+    assert checked.exit_code == 0 and "top-1 agreement 100%" in checked.stdout, checked.output
 
 
 class _RunsShell:

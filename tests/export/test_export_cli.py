@@ -55,3 +55,14 @@ def test_opset_applies_to_onnx_only_and_an_existing_out_is_kept(model_file, tmp_
 
 def test_verify_only_needs_a_reference(tmp_path):
     _fails_with(["--verify-only", str(tmp_path / "m.onnx")], "--verify-only needs --reference")
+
+
+def test_a_format_whose_extra_is_missing_names_the_extra(model_file, tmp_path, monkeypatch):
+    from portaclass.export import formats
+
+    installed = formats.has_modules
+    monkeypatch.setattr(formats, "has_modules",
+                        lambda modules: "openvino" not in modules and installed(modules))
+    _fails_with([str(model_file), "--format", "openvino", "--out", str(tmp_path / "m.xml")],
+                "pip install 'portaclass[openvino]'")
+    assert list(tmp_path.iterdir()) == []
