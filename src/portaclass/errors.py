@@ -52,3 +52,10 @@ class ModelFileError(PortaclassError):
 
 class RunError(PortaclassError):
     """A run folder that cannot be read: not a run, a newer schema, or incomplete."""
+
+
+def first_line(error: Exception, limit: int = 200) -> str:
+    """The first non-blank line of ``error``'s message (libraries raise
+    multi-line ones), at most ``limit`` characters; its type when empty."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0][:limit] if lines else type(error).__name__

@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 
 from portaclass._lazy import backend, keras
-from portaclass.errors import ModelFileError
+from portaclass.errors import ModelFileError, first_line
 
 # Modules a stock Keras model's config may name (Keras' own, and portaclass'
 # registered layers); anything else is someone else's code.
@@ -52,7 +52,7 @@ def check_keras_archive(path: Path, *, unsafe: bool = False, what: str = "model"
             from None
     except (OSError, EOFError, zipfile.LargeZipFile, ValueError) as error:
         # a damaged member (CRC, truncated stream) or config.json that isn't JSON
-        raise ModelFileError(f"{path} is damaged: {_first_line(error)}") from None
+        raise ModelFileError(f"{path} is damaged: {first_line(error)}") from None
     if not unsafe:
         _check_config(path, config)
     return config
@@ -77,7 +77,7 @@ def load_keras_file(path, *, unsafe: bool = False, device: str | None = None, wh
         with backend.on_device(device) if device else contextlib.nullcontext():
             return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as error:  # Keras raises ValueError, KeyError, TypeError, h5py errors...
-        raise ModelFileError(f"{path} is not a Keras model file that loads: {_first_line(error)}") \
+        raise ModelFileError(f"{path} is not a Keras model file that loads: {first_line(error)}") \
             from None
 
 
@@ -127,8 +127,3 @@ def _dicts(node):
     elif isinstance(node, list):
         for value in node:
             yield from _dicts(value)
-
-
-def _first_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:200] if lines else type(error).__name__

@@ -16,7 +16,7 @@ needs litert-torch, which is not in the extras).
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from portaclass.config import BACKENDS, is_installed
 from portaclass.errors import UsageError
@@ -36,29 +36,22 @@ class ExportFormat:
     writers: dict[str, tuple[str, ...]]
     runtime: tuple[str, ...]
     extra: str | None
-    description: str
-    companions: tuple[str, ...] = field(default=())  # files written beside the main one
 
     def default_file_name(self, stem: str) -> str:
         return f"{stem}{self.suffix}" if self.suffix else f"{stem}_savedmodel"
 
 
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
-    ExportFormat("keras", None, ".keras", {b: () for b in BACKENDS}, (), None,
-                 "Keras 3 file without optimizer state; loads on any backend"),
+    ExportFormat("keras", None, ".keras", {b: () for b in BACKENDS}, (), None),
     ExportFormat("onnx", "onnx", ".onnx",
                  {"torch": ("onnx",), "tensorflow": ("onnx", "tf2onnx"), "jax": ("onnx", "jax2onnx")},
-                 ("onnxruntime",), "onnx", "ONNX graph, checked in onnxruntime"),
+                 ("onnxruntime",), "onnx"),
     ExportFormat("savedmodel", "tf_saved_model", "",
-                 {"tensorflow": (), "jax": ("tensorflow",)}, ("tensorflow",), "tensorflow",
-                 "TensorFlow SavedModel folder (TF Serving), checked with tf.saved_model.load"),
-    ExportFormat("torch", "torch", ".pt2", {"torch": ()}, ("torch",), "torch",
-                 "torch.export ExportedProgram, checked with torch.export.load"),
+                 {"tensorflow": (), "jax": ("tensorflow",)}, ("tensorflow",), "tensorflow"),
+    ExportFormat("torch", "torch", ".pt2", {"torch": ()}, ("torch",), "torch"),
     ExportFormat("openvino", "openvino", ".xml",
-                 {"torch": ("openvino",), "tensorflow": ("openvino",)}, ("openvino",), "openvino",
-                 "OpenVINO IR (.xml + .bin), checked in OpenVINO's runtime", companions=(".bin",)),
-    ExportFormat("litert", "litert", ".tflite", {"tensorflow": ()}, ("ai_edge_litert",), "litert",
-                 "LiteRT (TFLite) flatbuffer, checked in the LiteRT interpreter"),
+                 {"torch": ("openvino",), "tensorflow": ("openvino",)}, ("openvino",), "openvino"),
+    ExportFormat("litert", "litert", ".tflite", {"tensorflow": ()}, ("ai_edge_litert",), "litert"),
 )}
 
 

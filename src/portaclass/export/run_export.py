@@ -18,7 +18,7 @@ from pathlib import Path
 
 from portaclass import checks
 from portaclass._lazy import keras
-from portaclass.errors import ModelFileError, PortaclassError, RunError, UsageError
+from portaclass.errors import ModelFileError, PortaclassError, RunError, UsageError, first_line
 from portaclass.export.formats import (
     ExportFormat,
     check_runtime,
@@ -84,7 +84,7 @@ def export_model(source, format: str = "onnx", out=None, *, opset: int | None = 
                 raise
             except Exception as error:  # the exporters raise anything: one line, exit 1
                 raise ExportCheckError(f"{current} could not write {fmt.name}: "
-                                       f"{_first_line(error)}") from error
+                                       f"{first_line(error, 300)}") from error
         else:
             log(f"{current} cannot write {fmt.name} here: writing it in a {writer} subprocess "
                 "from the portable .keras file")
@@ -202,11 +202,6 @@ def _sidecar(fmt, classifier, model_path, writer, stripped, includes_preprocessi
     }
 
 
-def _first_line(error: Exception) -> str:
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(error).__name__
-
 
 def backend_layout() -> str:
     return "NCHW" if keras.config.image_data_format() == "channels_first" else "NHWC"
-

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from portaclass.errors import ModelFileError, PortaclassError
+from portaclass.errors import ModelFileError, PortaclassError, first_line
 from portaclass.export.formats import ExportFormat, check_runtime
 
 
@@ -22,9 +22,8 @@ def open_runtime(path: Path, fmt: ExportFormat):
     except PortaclassError:
         raise
     except Exception as error:  # each runtime has its own exceptions
-        lines = [line for line in str(error).strip().splitlines() if line.strip()]
-        reason = lines[0][:200] if lines else type(error).__name__
-        raise ModelFileError(f"{path} cannot be loaded by {fmt.name}'s runtime: {reason}") from None
+        raise ModelFileError(f"{path} cannot be loaded by {fmt.name}'s runtime: "
+                             f"{first_line(error)}") from None
 
 
 def _onnx(path: Path):

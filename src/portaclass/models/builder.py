@@ -18,7 +18,7 @@ from pathlib import Path
 
 from portaclass import checks
 from portaclass._lazy import backend, keras
-from portaclass.errors import ModelFileError
+from portaclass.errors import ModelFileError, first_line
 from portaclass.layout import check_image_shape, model_input_shape
 from portaclass.model_files import check_weights_file, load_keras_file
 from portaclass.models.constants import (
@@ -247,11 +247,5 @@ def _load_weights_file(model, base, path: Path) -> None:
             target.load_weights(path)
             return
         except Exception as error:  # shape/layer-count mismatch, bad file
-            errors.append(_first_line(error))
+            errors.append(first_line(error))
     raise ModelFileError(f"cannot load weights from {path}: {errors[-1]}")
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
-
