@@ -26,7 +26,7 @@ from portaclass.train.options import TrainOptions, cli_fields, flag_of
 app = typer.Typer(
     name="portaclass",
     help="Train image classifiers on TensorFlow, PyTorch or JAX with one code path; "
-    "evaluate, predict with and explain them; preview augmentation, list models and devices.",
+    "evaluate, predict with, explain, export and serve them; preview augmentation, list models and devices.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -405,6 +405,52 @@ def export_command(
                           unsafe=unsafe, overwrite=overwrite, log=log)
     typer.echo(f"wrote {result.path} ({result.format}, written on {result.written_by}; "
                f"{result.verification.summary()}); how to feed it: {result.sidecar}")
+
+
+def _serve_defaults() -> dict:
+    """ServeOptions' defaults, shown by --help (stated once, in the library)."""
+    from portaclass.serve.options import ServeOptions
+
+    return {f.name: f.default for f in dataclasses.fields(ServeOptions)}
+
+
+SERVE = _serve_defaults()
+
+
+@app.command()
+@handle_errors
+def serve(
+    source: Annotated[str, typer.Argument(help="A run folder, a .keras model file, or an .onnx file "
+                                                "`portaclass export` wrote.")],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = SERVE["host"],
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port, printed).")] = SERVE["port"],
+    runtime: Annotated[str, typer.Option(help="keras (the chosen backend) or onnx (ONNX Runtime; "
+                                              "a run is exported to ONNX first).")] = SERVE["runtime"],
+    device: DeviceOption = None,
+    max_batch: Annotated[int, typer.Option(help="Most images per model call.")] = SERVE["max_batch"],
+    max_wait_ms: Annotated[float, typer.Option(
+        help="How long a request waits for others to share its model call.")] = SERVE["max_wait_ms"],
+    workers: Annotated[int, typer.Option(help="Server processes, each with its own copy of the "
+                                              "model.")] = SERVE["workers"],
+    name: Annotated[str | None, typer.Option(help="The model's name in the URLs (default: the run "
+                                                  "folder's name, else the file's stem).",
+                                             show_default=False)] = None,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body accepted, in MB.")] = SERVE["max_body_mb"],
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes per image for :classify and :upload "
+                                                       "(a request may ask ?top_k=N).")] = SERVE["top_k"],
+    unsafe: UnsafeOption = False,
+    backend: BackendOption = "",
+    debug: DebugOption = False,
+):
+    """Serve a model over HTTP: TensorFlow Serving's REST API, multipart uploads, /metrics."""
+    from portaclass.serve import ServeOptions
+    from portaclass.serve import serve as run_server
+
+    options = ServeOptions(source, host=host, port=port, runtime=runtime, device=device, max_batch=max_batch,
+                           max_wait_ms=max_wait_ms, workers=workers, name=name, max_body_mb=max_body_mb,
+                           top_k=top_k, unsafe=unsafe)
+    choose_backend(backend)
+    run_server(options, log=lambda line: typer.echo(line, err=True))
 
 
 @app.command("models")

@@ -7,6 +7,7 @@ raised as ``DecodeError`` with a short reason, so callers can skip and record.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +29,21 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def open_checked(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open lazily (header only) and refuse empty files and oversized images."""
-    path = Path(path)
+def open_checked(path: str | Path | io.BytesIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open lazily (header only) and refuse empty files and oversized images;
+    ``path`` may be a ``BytesIO`` (an upload held in memory)."""
+    in_memory = isinstance(path, io.BytesIO)
+    path = path if in_memory else Path(path)
     try:
-        if path.stat().st_size == 0:
+        if (len(path.getbuffer()) if in_memory else path.stat().st_size) == 0:
             raise DecodeError("empty file (0 bytes)")
         image = Image.open(path)
     except DecodeError:
         raise
     except Image.DecompressionBombError as err:
         raise DecodeError(f"decompression bomb: {err}") from None
+    except Image.UnidentifiedImageError:
+        raise DecodeError("not a readable image: not in any image format Pillow reads") from None
     except (OSError, ValueError, SyntaxError) as err:
         raise DecodeError(f"not a readable image: {_short(err)}") from None
     pixels = image.size[0] * image.size[1]
@@ -108,7 +113,7 @@ def fit_region(image: Image.Image, size_hw: tuple[int, int] | None, resize_mode:
 
 
 def load_image(
-    path: str | Path,
+    path: str | Path | io.BytesIO,
     size_hw: tuple[int, int] | None = None,
     channels: int = 3,
     resize_mode: str = "plain",
@@ -159,6 +164,18 @@ def decode_image(
 ) -> np.ndarray:
     """A file -> uint8 array (H, W, channels): ``load_image`` as an array."""
     return as_array(load_image(path, size_hw, channels, resize_mode, max_pixels, box))
+
+
+def decode_bytes(
+    data: bytes,
+    size_hw: tuple[int, int] | None = None,
+    channels: int = 3,
+    resize_mode: str = "plain",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Encoded image bytes (an upload, a base64 field) -> uint8 array
+    (H, W, channels), with the same checks and reasons as a file."""
+    return as_array(load_image(io.BytesIO(data), size_hw, channels, resize_mode, max_pixels))
 
 
 def check_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
