@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import signal
+import socket
 import threading
 import time
 import zlib
@@ -203,34 +205,46 @@ def test_errors_are_counted_in_metrics(server):
 
 
 @pytest.mark.one_backend
-def test_sigterm_answers_requests_in_flight_then_exits_0(served_run, reference):
+def test_sigterm_stops_accepting_answers_requests_in_flight_then_exits_0(served_run, reference):
     _, pixels, expected = reference
-    # A long batching wait keeps the requests in flight when SIGTERM arrives.
-    process = ServerProcess(served_run, "--max-wait-ms", "3000", "--max-batch", "64")
-    answers = {}
+    process = ServerProcess(served_run)
+    port = int(process.url.split(":")[2].split("/")[0])
     try:
-        def ask(index):
-            answers[index] = process.client.post(process.model_path(":predict"),
-                                                 json={"instances": [pixels[index].tolist()]})
-
-        threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
-        for thread in threads:
-            thread.start()
-        _wait_until_queued(process, 3)
-        code = process.stop()
-        for thread in threads:
-            thread.join(30)
+        # Three requests caught half-sent: headers and half of each body are in when SIGTERM lands.
+        halves = [_half_sent_request(port, process.model_path(":predict"), pixels[i]) for i in range(3)]
+        _wait_until_in_flight(process, 3)
+        process.process.send_signal(signal.SIGTERM)
+        _wait_until_refused(port)  # no new connections
+        answers = [_finish(sock, rest) for sock, rest in halves]
+        code = process.process.wait(60)
     finally:
         process.kill()
     assert code == 0, process.output
-    assert sorted(answers) == [0, 1, 2]
-    for index, response in answers.items():
-        assert response.status_code == 200
-        np.testing.assert_allclose(response.json()["predictions"][0], expected[index], atol=1e-5)
+    for index, (status, body) in enumerate(answers):
+        assert status == 200, body
+        np.testing.assert_allclose(json.loads(body)["predictions"][0], expected[index], atol=1e-5)
     assert "Traceback" not in process.output
 
 
-def _wait_until_queued(process, count, timeout=60.0):
+def _half_sent_request(port: int, path: str, image: np.ndarray):
+    body = json.dumps({"instances": [image.tolist()]}).encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                 f"content-length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+    return sock, body[len(body) // 2:]
+
+
+def _finish(sock: socket.socket, rest: bytes) -> tuple[int, str]:
+    with sock:
+        sock.sendall(rest)
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes the connection: it is stopping
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def _wait_until_in_flight(process, count, timeout=60.0):
     """Until ``count`` requests are in flight on the server (the /metrics
     request asking counts itself too)."""
     deadline = time.monotonic() + timeout
@@ -240,6 +254,17 @@ def _wait_until_queued(process, count, timeout=60.0):
             return
         time.sleep(0.05)
     raise AssertionError(f"{count} requests did not reach the server in {timeout} s")
+
+
+def _wait_until_refused(port: int, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the server still accepted connections {timeout} s after SIGTERM")
 
 
 @pytest.mark.one_backend

@@ -34,6 +34,7 @@ from portaclass.serve.requests import (
 )
 from portaclass.serve.served_model import ServedModel
 
+INLINE_BODY_BYTES = 64 * 1024
 VERSION = "1"  # one model, one version: TF Serving's URLs may name it
 ENDPOINT_PATTERN = re.compile(r":(predict|classify|upload)$|/(metadata)$|^/(healthz|metrics)$|^/v1/models/[^/:]+$")
 
@@ -43,8 +44,10 @@ def create_app(served: ServedModel, options: ServeOptions) -> FastAPI:
     batcher starts and stops with the application's lifespan."""
     name = options.model_name
     metrics = ServerMetrics()
+    coming = [0]  # model requests received and not yet answered (read by the batcher's thread)
     batcher = DynamicBatcher(served.probabilities, max_batch=options.max_batch,
-                             max_wait_s=options.max_wait_ms / 1000, on_batch=metrics.record_batch)
+                             max_wait_s=options.max_wait_ms / 1000, on_batch=metrics.record_batch,
+                             coming=lambda: coming[0])
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -72,12 +75,24 @@ def create_app(served: ServedModel, options: ServeOptions) -> FastAPI:
             raise RequestError(f"top_k must be a whole number of at least 1, got {text!r}")
         return min(int(text), len(served.class_names))
 
+    @asynccontextmanager
+    async def for_the_model():
+        coming[0] += 1
+        try:
+            yield
+        finally:
+            coming[0] -= 1
+
     async def scored(request: Request, keys: tuple[str, ...]) -> tuple[np.ndarray, str]:
-        document = parse_json(await request.body())
+        async with for_the_model():
+            body = await request.body()
+            pixels, key = await off_the_loop(len(body), lambda: parsed(body, keys))
+            return await batcher.run(pixels), key
+
+    def parsed(body: bytes, keys: tuple[str, ...]) -> tuple[np.ndarray, str]:
+        document = parse_json(body)
         key = next((k for k in keys if k in document), keys[0])
-        pixels = await asyncio.to_thread(pixels_of_instances, instances_of(document, keys),
-                                         served.input_shape, served.resize)
-        return await batcher.run(pixels), key
+        return pixels_of_instances(instances_of(document, keys), served.input_shape, served.resize), key
 
     def ranked(row: np.ndarray, k: int) -> list[tuple[str, float]]:
         order = np.argsort(-row, kind="stable")[:k]
@@ -117,17 +132,18 @@ def create_app(served: ServedModel, options: ServeOptions) -> FastAPI:
     async def upload(model: str, request: Request):
         check_model(model)
         k = top_k_of(request)
-        form = await request.form(max_files=MAX_INSTANCES, max_fields=MAX_INSTANCES)
-        files = [(field, item) for field, item in form.multi_items() if isinstance(item, UploadFile)]
-        if not files:
-            raise RequestError("no image files in the request: send them as multipart/form-data "
-                               "(curl -F file=@photo.jpg)")
-        names = [item.filename or field for field, item in files]
-        contents = [await item.read() for _, item in files]
-        pixels = await asyncio.to_thread(
-            lambda: np.stack([pixels_of_file(data, file_name, served.input_shape, served.resize)
-                              for data, file_name in zip(contents, names)]))
-        rows = await batcher.run(pixels)
+        async with for_the_model():
+            form = await request.form(max_files=MAX_INSTANCES, max_fields=MAX_INSTANCES)
+            files = [(field, item) for field, item in form.multi_items() if isinstance(item, UploadFile)]
+            if not files:
+                raise RequestError("no image files in the request: send them as multipart/form-data "
+                                   "(curl -F file=@photo.jpg)")
+            names = [item.filename or field for field, item in files]
+            contents = [await item.read() for _, item in files]
+            pixels = await asyncio.to_thread(  # decoding: always off the loop
+                lambda: np.stack([pixels_of_file(data, file_name, served.input_shape, served.resize)
+                                  for data, file_name in zip(contents, names)]))
+            rows = await batcher.run(pixels)
         return {"results": [{"file": file_name,
                              "top_k": [{"class": c, "probability": p} for c, p in ranked(row, k)]}
                             for file_name, row in zip(names, rows)]}
@@ -141,6 +157,13 @@ def create_app(served: ServedModel, options: ServeOptions) -> FastAPI:
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
     return app
+
+
+async def off_the_loop(size: int, work):
+    """``work()``: on the event loop for a small body (parsing it costs less
+    than a thread hand-off), on a thread for a large one (the loop keeps
+    answering others meanwhile)."""
+    return work() if size <= INLINE_BODY_BYTES else await asyncio.to_thread(work)
 
 
 def _signature_def(served: ServedModel) -> dict:
