@@ -133,13 +133,13 @@ def create_app(served: ServedModel, options: ServeOptions) -> FastAPI:
         check_model(model)
         k = top_k_of(request)
         async with for_the_model():
-            form = await request.form(max_files=MAX_INSTANCES, max_fields=MAX_INSTANCES)
-            files = [(field, item) for field, item in form.multi_items() if isinstance(item, UploadFile)]
-            if not files:
-                raise RequestError("no image files in the request: send them as multipart/form-data "
-                                   "(curl -F file=@photo.jpg)")
-            names = [item.filename or field for field, item in files]
-            contents = [await item.read() for _, item in files]
+            async with request.form(max_files=MAX_INSTANCES, max_fields=MAX_INSTANCES) as form:
+                files = [(field, item) for field, item in form.multi_items() if isinstance(item, UploadFile)]
+                if not files:
+                    raise RequestError("no image files in the request: send them as multipart/form-data "
+                                       "(curl -F file=@photo.jpg)")
+                names = [item.filename or field for field, item in files]
+                contents = [await item.read() for _, item in files]
             pixels = await asyncio.to_thread(  # decoding: always off the loop
                 lambda: np.stack([pixels_of_file(data, file_name, served.input_shape, served.resize)
                                   for data, file_name in zip(contents, names)]))

@@ -16,6 +16,7 @@ counts per worker.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -105,6 +106,12 @@ def _loaded_app(options: ServeOptions, log):
     started = time.perf_counter()
     served = load_served_model(options, log)
     shapes = served.warm_up()
+    # The frameworks leave millions of long-lived objects; a full collection
+    # walking them stalled every request in flight for ~350 ms, once per few
+    # thousand requests (p99 4x the median at 32 clients). Frozen objects are
+    # never walked again; what requests allocate is still collected.
+    gc.collect()
+    gc.freeze()
     log(f"loaded {served.classifier.source} on {served.runtime} and ran batch shapes "
         f"{', '.join(map(str, shapes))} in {time.perf_counter() - started:.1f} s")
     return create_app(served, options), served
