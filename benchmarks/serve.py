@@ -7,8 +7,9 @@ For each concurrency level, each server gets `--requests` requests of one
 image each (TF Serving's `{"instances": [...]}` JSON), sent over `concurrency`
 keep-alive connections by a minimal asyncio client (`drive`), after a warm-up of 2 x
 concurrency requests; servers alternate A B A B over `--rounds`. Reported per
-server and level: requests/s, p50 and p99 latency (median over rounds), and
-portaclass's throughput as a ratio of the naive one.
+server and level: requests answered per second, p50 and p99 latency of
+the answered requests (median over rounds), errors (non-200 answers: counted,
+not fatal), and portaclass's throughput as a ratio of the naive one.
 
     python benchmarks/serve.py                        # a 1-epoch simple_cnn run at 32 px, torch
     python benchmarks/serve.py --run RUN --backend jax --requests 2000 --concurrency 1,8,32
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -66,7 +68,17 @@ class Server:
                 break
         else:
             raise RuntimeError(f"{name} exited before it was ready ({self.process.wait()})")
+        self.log: list[str] = []  # drained, so a server that logs a lot never blocks on its pipe
+        threading.Thread(target=lambda: self.log.extend(self.process.stdout), daemon=True).start()
         self._wait_listening()
+
+    def last_error(self) -> str | None:
+        """The last exception line the server logged (a traceback's final line),
+        or how it ended if it died."""
+        if self.process.poll() is not None:
+            return f"the server exited with {self.process.returncode}: {' '.join(self.log[-3:])[:300]}"
+        lines = [line.strip() for line in self.log if re.match(r"^\w+(\.\w+)*(Error|Exception)\b", line)]
+        return lines[-1][:300] if lines else None
 
     def _wait_listening(self):
         deadline = time.monotonic() + 120
@@ -85,15 +97,22 @@ class Server:
             self.process.kill()
 
 
-async def drive(port: int, path: str, bodies: list[bytes], concurrency: int) -> tuple[float, list[float]]:
+async def drive(port: int, path: str, bodies: list[bytes], concurrency: int):
     """Send every body with ``concurrency`` keep-alive connections; (seconds,
-    latencies). A minimal HTTP/1.1 client on asyncio streams: httpx spent
+    latencies of the answered requests, error status lines). A minimal HTTP/1.1 client on asyncio streams: httpx spent
     11 ms of CPU per request here, on the same 2 cores as the server, and
     capped both servers alike."""
     latencies: list[float] = []
+    errors: list[str] = []
     pending = list(reversed(bodies))
 
     async def connection():
+        try:
+            await requests_on_one_connection()
+        except (ConnectionError, asyncio.IncompleteReadError) as error:  # the server died
+            errors.append(f"connection lost: {error!r}")
+
+    async def requests_on_one_connection():
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -105,26 +124,31 @@ async def drive(port: int, path: str, bodies: list[bytes], concurrency: int) -> 
                              f"content-length: {len(body)}\r\n\r\n".encode() + body)
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
-                answer = await reader.readexactly(length)
-                latencies.append(time.perf_counter() - started)
-                if not head.startswith(b"HTTP/1.1 200"):
-                    raise RuntimeError(f"{path}: {head.splitlines()[0]!r} {answer[:200]!r}")
+                await reader.readexactly(length)
+                if head.startswith(b"HTTP/1.1 200"):
+                    latencies.append(time.perf_counter() - started)
+                else:  # counted, not fatal: the naive server fails under load on some backends
+                    errors.append(head.splitlines()[0].decode(errors="replace"))
         finally:
             writer.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(connection() for _ in range(concurrency)))
-    return time.perf_counter() - started, latencies
+    errors.extend(["not sent: no server left"] * len(pending))
+    return time.perf_counter() - started, latencies, errors
 
 
 def measure(server: Server, model_name: str, bodies: list[bytes], concurrency: int) -> dict:
     path = f"/v1/models/{model_name}:predict"
     asyncio.run(drive(server.port, path, bodies[: 2 * concurrency], concurrency))  # warm-up: threads
-    seconds, latencies = asyncio.run(drive(server.port, path, bodies, concurrency))
+    seconds, latencies, errors = asyncio.run(drive(server.port, path, bodies, concurrency))
     latencies.sort()
+    answered = len(latencies)
     return {"server": server.name, "concurrency": concurrency, "requests": len(bodies),
-            "requests_per_s": len(bodies) / seconds, "p50_ms": 1000 * latencies[len(latencies) // 2],
-            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]}
+            "errors": len(errors), "error": (errors[0], server.last_error()) if errors else None,
+            "requests_per_s": answered / seconds,  # answered correctly, per second
+            "p50_ms": 1000 * latencies[answered // 2] if answered else float("nan"),
+            "p99_ms": 1000 * latencies[min(answered - 1, int(answered * 0.99))] if answered else float("nan")}
 
 
 def main() -> None:
@@ -175,14 +199,16 @@ def report(results: list[dict], levels: list[int], args) -> None:
 
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; backend {args.backend}; "
           f"{args.requests} requests per level, one {args.image_size}px image each; {args.rounds} round(s)")
-    print("| concurrency | server | requests/s | p50 ms | p99 ms | throughput vs naive |")
-    print("|---|---|---|---|---|---|")
+    print("| concurrency | server | requests/s | p50 ms | p99 ms | errors | throughput vs naive |")
+    print("|---|---|---|---|---|---|---|")
     for level in levels:
         naive = median("naive model.predict", level, "requests_per_s")
         for server in ("portaclass serve", "naive model.predict"):
             rate = median(server, level, "requests_per_s")
+            errors = sum(r["errors"] for r in results if r["server"] == server and r["concurrency"] == level)
+            ratio = f"{rate / naive:.2f}x" if naive else "n/a"
             print(f"| {level} | {server} | {rate:.0f} | {median(server, level, 'p50_ms'):.1f} | "
-                  f"{median(server, level, 'p99_ms'):.1f} | {rate / naive:.2f}x |")
+                  f"{median(server, level, 'p99_ms'):.1f} | {errors} | {ratio} |")
 
 
 if __name__ == "__main__":

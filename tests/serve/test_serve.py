@@ -296,3 +296,15 @@ def test_two_worker_processes_serve_the_same_model(served_run, reference):
     finally:
         code = process.stop()
     assert code == 0, process.output
+
+
+@pytest.mark.gpu
+def test_a_model_served_on_the_gpu_answers_like_the_cpu(served_run, reference):
+    _, pixels, expected = reference
+    process = ServerProcess(served_run, "--device", "gpu")
+    try:
+        rows = process.client.post(process.model_path(":predict"), json={"instances": pixels.tolist()})
+        assert rows.status_code == 200, rows.text
+    finally:
+        assert process.stop() == 0, process.output
+    np.testing.assert_allclose(rows.json()["predictions"], expected, atol=1e-4)

@@ -57,7 +57,6 @@ def create_app(served: ServedModel, options: ServeOptions) -> FastAPI:
         served.close()
 
     app = FastAPI(title=f"portaclass serve: {name}", lifespan=lifespan)
-    app.state.metrics, app.state.batcher = metrics, batcher
     _add_error_handlers(app, metrics)
     app.add_middleware(BodyLimitAndMetrics, max_bytes=options.max_body_bytes, metrics=metrics)
 
