@@ -35,6 +35,7 @@ class ServerProcess:
         threading.Thread(target=self._read, daemon=True).start()
         self.url = self._wait_for_address()
         self.name = self.url.rsplit("/", 1)[1]
+        self.port = int(re.search(r":(\d+)/", self.url).group(1))
         self.client = httpx.Client(base_url=self.url.split("/v1/")[0], timeout=60)
 
     def _read(self):
