@@ -45,7 +45,7 @@ def test_a_gpu_that_is_not_there_is_named(served_run, backend_name):
 @pytest.mark.parametrize("args, message", [
     (["--port", "70000"], "--port must be 0-65535"),
     (["--max-batch", "0"], "--max-batch must be at least 1"),
-    (["--max-wait-ms", "-1"], "--max-wait-ms must be 0 or more"),
+    (["--max-wait-ms", "-1"], "--max-wait-ms must be at least 0"),
     (["--runtime", "tensorrt"], "--runtime must be one of keras, onnx"),
     (["--name", "a/b"], "--name must be letters"),
     (["--host", "no-such-host.invalid", "--port", "0"], "--host 'no-such-host.invalid' cannot be resolved"),

@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from portaclass.checks import choice
+from portaclass.checks import at_least, choice, positive
 from portaclass.errors import UsageError
 
 RUNTIMES = ("keras", "onnx")
@@ -53,13 +53,9 @@ class ServeOptions:
         choice("runtime", self.runtime, RUNTIMES)
         if not 0 <= self.port <= 65535:
             raise UsageError.for_option("port", f"must be 0-65535 (0: any free port), got {self.port}")
-        for option, low in (("max_batch", 1), ("workers", 1), ("top_k", 1)):
-            if getattr(self, option) < low:
-                raise UsageError.for_option(option, f"must be at least {low}, got {getattr(self, option)}")
-        if self.max_wait_ms < 0:
-            raise UsageError.for_option("max_wait_ms", f"must be 0 or more, got {self.max_wait_ms}")
-        if self.max_body_mb <= 0:
-            raise UsageError.for_option("max_body_mb", f"must be positive, got {self.max_body_mb}")
+        for option, low in (("max_batch", 1), ("workers", 1), ("top_k", 1), ("max_wait_ms", 0)):
+            at_least(option, getattr(self, option), low)
+        positive("max_body_mb", self.max_body_mb)
         if self.name is not None and not NAME_PATTERN.match(self.name):
             raise UsageError.for_option("name", f"must be letters, digits, '.', '_' or '-', got {self.name!r}")
         if not Path(self.source).expanduser().exists():

@@ -70,8 +70,7 @@ class ServedModel:
             "resize": self.resize,
             "runtime": self.runtime,
             "max_batch": self.max_batch,
-            "source": self.classifier.source,
-        }
+        }  # not the model's path: a client has no business knowing the server's files
 
     def close(self) -> None:
         for path in self.cleanup:

@@ -16,6 +16,7 @@ counts per worker.
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
@@ -93,7 +94,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        reason = "is in use by another process" if error.errno == 98 else f"cannot be bound: {error.strerror}"
+        reason = "is in use by another process" if error.errno == errno.EADDRINUSE else f"cannot be bound: {error.strerror}"
         raise UsageError.for_option("port", f"{port} on {host} {reason}") from None
     sock.set_inheritable(True)  # --workers: the worker processes serve on it
     return sock
