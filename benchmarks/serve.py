@@ -190,15 +190,15 @@ def main() -> None:
                         print(json.dumps(results[-1]), flush=True)
                     finally:
                         server.stop()
-        report(results, levels, args)
+        report(results, levels, args, f"{h}x{w}")
 
 
-def report(results: list[dict], levels: list[int], args) -> None:
+def report(results: list[dict], levels: list[int], args, size: str) -> None:
     def median(server, level, key):
         return statistics.median(r[key] for r in results if r["server"] == server and r["concurrency"] == level)
 
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; backend {args.backend}; "
-          f"{args.requests} requests per level, one {args.image_size}px image each; {args.rounds} round(s)")
+          f"{args.requests} requests per level, one {size} image each; {args.rounds} round(s)")
     print("| concurrency | server | requests/s | p50 ms | p99 ms | errors | throughput vs naive |")
     print("|---|---|---|---|---|---|---|")
     for level in levels:

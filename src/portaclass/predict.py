@@ -95,15 +95,20 @@ def predict(model, images, *, device: str | None = None, top_k: int = 3, batch_s
             if image.error:
                 results.append(Prediction(image.name, error=image.error))
                 continue
-            row = next(probabilities)
-            best = np.argsort(-row, kind="stable")[:k]
-            results.append(Prediction(image.name, [classifier.class_names[i] for i in best],
-                                      [float(row[i]) for i in best]))
+            ranked = top_classes(next(probabilities), classifier.class_names, k)
+            results.append(Prediction(image.name, [name for name, _ in ranked], [p for _, p in ranked]))
         if progress:
             progress(len(results), len(items))
     return results
 
 
+
+
+def top_classes(row: np.ndarray, class_names: list[str], k: int) -> list[tuple[str, float]]:
+    """The ``k`` most probable (class, probability) pairs of one row, best
+    first (ties in class order)."""
+    best = np.argsort(-row, kind="stable")[:k]
+    return [(class_names[i], float(row[i])) for i in best]
 
 
 def format_predictions(predictions: list[Prediction], fmt: str) -> str:

@@ -155,7 +155,7 @@ def as_array(image: Image.Image) -> np.ndarray:
 
 
 def decode_image(
-    path: str | Path,
+    path: str | Path | io.BytesIO,
     size_hw: tuple[int, int] | None = None,
     channels: int = 3,
     resize_mode: str = "plain",
@@ -175,7 +175,7 @@ def decode_bytes(
 ) -> np.ndarray:
     """Encoded image bytes (an upload, a base64 field) -> uint8 array
     (H, W, channels), with the same checks and reasons as a file."""
-    return as_array(load_image(io.BytesIO(data), size_hw, channels, resize_mode, max_pixels))
+    return decode_image(io.BytesIO(data), size_hw, channels, resize_mode, max_pixels)
 
 
 def check_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:

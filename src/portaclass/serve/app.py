@@ -21,6 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from portaclass.errors import first_line
+from portaclass.predict import top_classes
 from portaclass.serve.batcher import DynamicBatcher
 from portaclass.serve.metrics import ServerMetrics
 from portaclass.serve.options import ServeOptions
@@ -93,10 +94,6 @@ def create_app(served: ServedModel, options: ServeOptions) -> FastAPI:
         key = next((k for k in keys if k in document), keys[0])
         return pixels_of_instances(instances_of(document, keys), served.input_shape, served.resize), key
 
-    def ranked(row: np.ndarray, k: int) -> list[tuple[str, float]]:
-        order = np.argsort(-row, kind="stable")[:k]
-        return [(served.class_names[i], float(row[i])) for i in order]
-
     @app.get("/v1/models/{model}")
     @app.get("/v1/models/{model}/versions/{version}")
     async def model_status(model: str, version: str = VERSION):
@@ -125,7 +122,7 @@ def create_app(served: ServedModel, options: ServeOptions) -> FastAPI:
         check_model(model, version)
         k = top_k_of(request)
         rows, _ = await scored(request, ("examples", "instances"))
-        return {"results": [[list(pair) for pair in ranked(row, k)] for row in rows]}
+        return {"results": [[list(pair) for pair in top_classes(row, served.class_names, k)] for row in rows]}
 
     @app.post("/v1/models/{model}:upload")
     async def upload(model: str, request: Request):
@@ -144,7 +141,7 @@ def create_app(served: ServedModel, options: ServeOptions) -> FastAPI:
                                   for data, file_name in zip(contents, names)]))
             rows = await batcher.run(pixels)
         return {"results": [{"file": file_name,
-                             "top_k": [{"class": c, "probability": p} for c, p in ranked(row, k)]}
+                             "top_k": [{"class": c, "probability": p} for c, p in top_classes(row, served.class_names, k)]}
                             for file_name, row in zip(names, rows)]}
 
     @app.get("/healthz")

@@ -99,11 +99,9 @@ def load_served_model(options: ServeOptions, log=lambda line: None) -> ServedMod
 
 def _onnx_model(path: Path, options: ServeOptions, cleanup: list[Path]) -> ServedModel:
     from portaclass.export.exported import exported_classifier
-    from portaclass.export.formats import check_runtime, get_format
 
     if options.device not in (None, "cpu"):
         raise UsageError.for_option("device", f"{options.device}: the ONNX runtime serves on the CPU here")
-    check_runtime(get_format("onnx"))
     return ServedModel(exported_classifier(path), "onnxruntime", options.max_batch, cleanup)
 
 
