@@ -120,8 +120,22 @@ def given_on_command_line(ctx: typer.Context, values: dict) -> dict:
             if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
 
 
-def choose_backend(name: str | None) -> str:
-    return config.use_backend(None if name in (None, "") else name)
+def choose_backend(name: str | None, workload: dict | None = None) -> str:
+    """The backend for this command. When the choice is left to "auto" and
+    ``workload`` names the model, image size and batch size, the fastest
+    backend ``portaclass bench`` measured for them on this machine wins."""
+    name = None if name in (None, "") else name
+    if workload and config.auto_requested(name):
+        from portaclass.bench.cache import fastest_backend
+
+        chosen = fastest_backend(**workload)
+        if chosen is not None:
+            return config.use_backend(chosen.backend, reason=f"backend auto: {chosen.backend}, {chosen.reason}")
+        backend = config.use_backend(name)
+        config.backend_choice += (f" (no portaclass bench result for {workload['model']} at "
+                                  f"{workload['image_size']} px on this machine)")
+        return backend
+    return config.use_backend(name)
 
 
 @app.command()
@@ -163,21 +177,24 @@ def train(*, ctx: typer.Context, resume: str | None = None, config: str | None =
     given = given_on_command_line(ctx, options)
     if resume and config:
         raise UsageError.for_option("config", "cannot be combined with resume (a run keeps its options)")
-    choose_backend(backend)
     log = (lambda _line: None) if quiet else typer.echo
     if resume:
+        choose_backend(backend)
         from portaclass.train.runner import resume_training
 
         result = resume_training(resume, given=given, quiet=quiet, log=log)
     else:
         from portaclass.train.config_file import read_config_file
-        from portaclass.train.runner import run_training
 
         values = {**(read_config_file(config) if config else {}), **given}
         if values.get("data") is None:
             raise UsageError.for_option("data", "is required (a folder, digits, shapes or cifar10), "
                                         "on the command line or in --config")
-        result = run_training(TrainOptions(**values, quiet=quiet), log=log)
+        train_options = TrainOptions(**values, quiet=quiet)
+        choose_backend(backend, train_options.workload())
+        from portaclass.train.runner import run_training
+
+        result = run_training(train_options, log=log)
     accuracy = result.accuracy
     scored = (f"{result.metrics['scored_on']} accuracy {accuracy:.2%}" if accuracy is not None
               else "no held-out split")
@@ -405,6 +422,62 @@ def export_command(
                           unsafe=unsafe, overwrite=overwrite, log=log)
     typer.echo(f"wrote {result.path} ({result.format}, written on {result.written_by}; "
                f"{result.verification.summary()}); how to feed it: {result.sidecar}")
+
+
+def _bench_defaults() -> dict:
+    """BenchOptions' defaults, shown by --help (stated once, in the library)."""
+    from portaclass.bench.options import BenchOptions
+
+    return {f.name: f.default for f in dataclasses.fields(BenchOptions)}
+
+
+BENCH = _bench_defaults()
+
+
+@app.command()
+@handle_errors
+def bench(
+    backends: Annotated[str, typer.Option(help="Keras backends to measure, comma-separated.")] = ",".join(BENCH["backends"]),
+    model: Annotated[str, typer.Option(help="Registry model (see `portaclass models`).")] = BENCH["model"],
+    image_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = BENCH["image_size"],
+    batch_sizes: Annotated[str, typer.Option(help="Batch sizes, comma-separated: one row each.")] = ",".join(map(str, BENCH["batch_sizes"])),
+    steps: Annotated[int, typer.Option(help="Timed training steps and predict calls per measurement "
+                                             "(after the first, compiling one); the median counts.")] = BENCH["steps"],
+    rounds: Annotated[int, typer.Option(help="Measurements per row, interleaved A B C A B C.")] = BENCH["rounds"],
+    out: Annotated[str | None, typer.Option(help="Folder for bench.json and bench.png "
+                                                 "(default: bench-MODEL-SIZE).", show_default=False)] = None,
+    real_data: Annotated[str | None, typer.Option(help="A folder of class folders: train through the real "
+                                                       "pipeline (decode + augment) instead of one synthetic "
+                                                       "batch.", show_default=False)] = None,
+    native: Annotated[bool, typer.Option(help="Add the hand-written PyTorch rows (plain and "
+                                              "channels_last) where the model has a twin.")] = BENCH["native"],
+    onnx: Annotated[bool, typer.Option(help="Add an ONNX Runtime predict row (the model exported "
+                                            "to ONNX).")] = BENCH["onnx"],
+    device: DeviceOption = None,
+    seed: Annotated[int, typer.Option(help="Seeds the weights and the synthetic batch.")] = BENCH["seed"],
+    cache: Annotated[bool, typer.Option(help="Remember the result on this machine for "
+                                             "--backend auto.")] = BENCH["cache"],
+    json_output: Annotated[bool, typer.Option("--json", help="Print bench.json instead of the table.")] = False,
+    debug: DebugOption = False,
+):
+    """Measure training and predict speed and memory of one model on each backend, beside native PyTorch."""
+    from portaclass.bench.options import BenchOptions, parse_list
+    from portaclass.bench.runner import run_bench
+
+    options = BenchOptions(backends=parse_list("backends", backends), model=model, image_size=image_size,
+                           batch_sizes=parse_list("batch_sizes", batch_sizes, int), steps=steps, rounds=rounds,
+                           out=out, real_data=real_data, native=native, onnx=onnx, device=device, seed=seed,
+                           cache=cache)
+    report = run_bench(options, log=lambda line: typer.echo(line, err=True))
+    if json_output:
+        import json
+
+        typer.echo(json.dumps(report.as_json(), indent=1))
+    else:
+        from portaclass.bench.output import print_table
+
+        print_table(report)
+    typer.echo(f"wrote {options.out_dir / 'bench.json'} and bench.png", err=True)
 
 
 def _serve_defaults() -> dict:

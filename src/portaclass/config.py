@@ -27,6 +27,9 @@ CHOICES = ("auto",) + BACKENDS
 _MODULE_OF = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}
 
 _chosen: str | None = None
+# How "auto" chose, one line for the run's log and env.json; None when the
+# backend was named.
+backend_choice: str | None = None
 
 # True in the console script's process (``cli.main``), where no user code runs:
 # keras is then imported without the libraries it loads for features
@@ -49,14 +52,18 @@ def _loaded_keras_backend() -> str | None:
 
 
 def _auto() -> str:
+    global backend_choice
     loaded = _loaded_keras_backend()
     if loaded:
+        backend_choice = f"backend auto: {loaded}, the one keras is already running on"
         return loaded
     env = os.environ.get("KERAS_BACKEND")
-    if env:
+    if env and env != "auto":
+        backend_choice = f"backend auto: {env}, from KERAS_BACKEND"
         return env
     for backend in AUTO_ORDER:
         if is_installed(backend):
+            backend_choice = f"backend auto: {backend}, the first installed of {', '.join(AUTO_ORDER)}"
             return backend
     raise BackendError(
         "no backend is installed: pip install 'portaclass[torch]' (or [jax], [tensorflow], [all])"
@@ -72,28 +79,46 @@ def _validate(name: str, source: str) -> str:
     return name
 
 
-def requested_backend(explicit: str | None = None) -> str:
-    """The backend the user asked for, with precedence applied; 'auto' resolved."""
+def _requested_name(explicit: str | None) -> str:
+    """The first name given, by precedence ("auto" when none is)."""
     for value, source in (
         (explicit, "--backend"),
         (os.environ.get("PORTACLASS_BACKEND"), "PORTACLASS_BACKEND"),
         (os.environ.get("KERAS_BACKEND"), "KERAS_BACKEND"),
     ):
         if value:
-            name = _validate(value, source)
-            return _auto() if name == "auto" else name
-    return _auto()
+            return _validate(value, source)
+    return "auto"
 
 
-def use_backend(name: str | None = None) -> str:
+def auto_requested(explicit: str | None = None) -> bool:
+    """True when the precedence rules leave the choice to "auto"."""
+    return _requested_name(explicit) == "auto"
+
+
+def requested_backend(explicit: str | None = None) -> str:
+    """The backend the user asked for, with precedence applied; 'auto' resolved."""
+    global backend_choice
+    name = _requested_name(explicit)
+    if name == "auto":
+        return _auto()
+    backend_choice = None
+    return name
+
+
+def use_backend(name: str | None = None, *, reason: str | None = None) -> str:
     """Choose the backend for this process; call before anything imports keras.
 
-    ``None`` or ``"auto"`` applies the precedence rules. Returns the backend
-    chosen. Raises BackendError if the backend is unknown, not installed, or
-    keras is already loaded with a different one.
+    ``None`` or ``"auto"`` applies the precedence rules. ``reason`` says why
+    this backend (``backend_choice``; the CLI passes bench's verdict for
+    ``--backend auto``). Returns the backend chosen. Raises BackendError if
+    the backend is unknown, not installed, or keras is already loaded with a
+    different one.
     """
-    global _chosen
+    global _chosen, backend_choice
     backend = requested_backend(name)
+    if reason:
+        backend_choice = reason
     if not is_installed(backend):
         raise BackendError(
             f"backend {backend!r} is not installed: pip install 'portaclass[{backend}]'"

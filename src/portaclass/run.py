@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 from portaclass import __version__
+from portaclass import config as settings
 from portaclass._lazy import backend, keras
 from portaclass.data.loading import load_dataset
 from portaclass.data.run_files import (
@@ -329,4 +330,7 @@ def environment_info() -> dict:
         "devices": [vars(d) | {"spec": d.spec} for d in backend.list_devices()],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        # Why this backend when "auto" chose it (bench's verdict or the
+        # fallback order); null when the user named it.
+        "backend_choice": settings.backend_choice,
     }

@@ -13,7 +13,8 @@ portaclass, for benchmarks and cross-framework comparisons.
   resize, ImageNet mean/std), with the ``light`` preset's augmentation
   (random crop of a 12.5% larger resize + horizontal flip) or none, under a
   ``torch.utils.data.DataLoader``.
-* ``train_epoch`` / ``evaluate``: Adam, cross-entropy, the usual loops.
+* ``train_step`` / ``train_epoch`` / ``evaluate``: cross-entropy, the usual
+  loops (Adam in ``train_folder``; bench's rows use SGD with momentum).
 * ``train_folder``: the whole "plain PyTorch script" of PyTorch's
   transfer-learning tutorial on a ``train/`` + ``val/`` folder: build, train
   with validation every epoch, checkpoint weights and optimizer after every
@@ -250,20 +251,27 @@ def make_loader(paths, labels, *, image_size: int, batch_size: int = 32, augment
 # -- the loops ------------------------------------------------------------------
 
 
-def train_epoch(model, loader, optimizer) -> dict:
-    """One pass over ``loader``; mean loss and accuracy of the batches."""
+def train_step(model, x, y, optimizer) -> tuple[float, int]:
+    """One optimizer step on a batch; its loss and the number of right
+    answers (reading them back waits for the step, on a GPU too)."""
     import torch
 
+    optimizer.zero_grad(set_to_none=True)
+    logits = model(x)
+    loss = torch.nn.functional.cross_entropy(logits, y)
+    loss.backward()
+    optimizer.step()
+    return loss.item(), int((logits.argmax(1) == y).sum())
+
+
+def train_epoch(model, loader, optimizer) -> dict:
+    """One pass over ``loader``; mean loss and accuracy of the batches."""
     model.train()
     total_loss = correct = seen = 0
     for x, y in loader:
-        optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.item() * len(y)
-        correct += int((logits.argmax(1) == y).sum())
+        loss, right = train_step(model, x, y, optimizer)
+        total_loss += loss * len(y)
+        correct += right
         seen += len(y)
     if hasattr(loader.dataset, "epoch"):
         loader.dataset.epoch += 1

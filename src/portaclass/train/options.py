@@ -146,6 +146,19 @@ class TrainOptions:
             return math.ceil(self.steps / steps_per_epoch)
         return self.epochs if self.epochs is not None else DEFAULT_EPOCHS
 
+    def workload(self) -> dict | None:
+        """What ``--backend auto`` looks up in ``portaclass bench``'s results:
+        the registry model, image size and batch size (None for a backbone
+        from an earlier run's file)."""
+        from portaclass.models import list_models
+        from portaclass.models.registry import get_spec
+
+        model = self.backbone or self.model
+        if model not in list_models():
+            return None
+        size = self.image_size or get_spec(model).preprocessing.input_size[0]
+        return {"model": model, "image_size": size, "batch_size": self.batch_size}
+
     def check(self) -> None:
         """Every option, before keras loads or any file is written: one
         UsageError naming the first bad one."""

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from portaclass import layout
+from portaclass import config, layout
 from portaclass._lazy import LazyModule, backend
 from portaclass.data.constants import BUILTINS
 from portaclass.data.loading import load_dataset
@@ -78,6 +78,8 @@ def run_training(options: TrainOptions, log=print, *, command: str = "train") ->
     if options.out:
         check_run_dir_free(Path(options.out))
     session = TrainingSession(options, log, preprocessing, size, channels, start)
+    if config.backend_choice:
+        log(config.backend_choice)
     session.load_data()
     if options.deterministic:  # before anything asks the framework for a device
         backend.enable_determinism(log)
