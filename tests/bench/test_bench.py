@@ -39,7 +39,7 @@ def test_bench_measures_every_backend_beside_native_torch_and_onnxruntime(tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "bench.json").read_text())
     assert report["model"] == "resnet18" and report["machine"]["cores"] >= 1
-    assert report["machine"]["versions"]["keras"]
+    assert report["machine"]["versions"]["keras"] and report["machine"]["matmul_gflops_per_s"] > 0
     rows = {(r["backend"], r["batch_size"]): r for r in report["results"]}
     assert sorted(rows) == sorted((row, 4) for row in ALL_ROWS)
     for (row, size), r in rows.items():
@@ -54,6 +54,8 @@ def test_bench_measures_every_backend_beside_native_torch_and_onnxruntime(tmp_pa
         fastest_native = min(rows[(n, size)]["step_time_s"] for n in ALL_ROWS if n.startswith("native"))
         assert r["ratio_to_native"] == pytest.approx(r["step_time_s"] / fastest_native)
         assert r["train_gflops_per_s"] > 0
+        assert r["share_of_matmul_peak"] == pytest.approx(
+            r["train_gflops_per_s"] / report["machine"]["matmul_gflops_per_s"])
     assert rows[("native-torch-channels-last", 4)]["data_format"] == "channels_last"
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for row in ALL_ROWS:  # the table names every row

@@ -13,17 +13,21 @@ import numpy as np
 
 from portaclass.report.plots import new_figure, save
 
-COLUMNS = ("row", "batch", "1st step s", "s/step", "img/s", "x native", "GFLOP/s", "predict img/s",
-           "peak GiB")
+COLUMNS = ("row", "batch", "1st step s", "s/step", "img/s", "x native", "GFLOP/s", "% matmul",
+           "predict img/s", "peak GiB")
 
 
 def add_ratios(report) -> None:
     """Each result's ``ratio_to_native``: its step time over the fastest
-    native PyTorch row's at the same batch size (below 1: faster)."""
+    native PyTorch row's at the same batch size (below 1: faster); and
+    ``share_of_matmul_peak``: its training FLOP rate over the machine's
+    float32 matmul rate."""
+    peak = report.machine.get("matmul_gflops_per_s")
     for result in report.results:
         native = report.fastest_native(result["batch_size"])
-        step = result.get("step_time_s")
+        step, rate = result.get("step_time_s"), result.get("train_gflops_per_s")
         result["ratio_to_native"] = step / native["step_time_s"] if native and step else None
+        result["share_of_matmul_peak"] = rate / peak if rate and peak and result.get("device") == "cpu" else None
 
 
 def write_outputs(report, folder: Path) -> None:
@@ -45,12 +49,13 @@ def table_rows(report) -> list[tuple[str, ...]]:
     rows = []
     for r in report.results:
         if "error" in r:
-            rows.append((r["backend"], str(r["batch_size"]), f"failed: {r['error']}", *[""] * 6))
+            rows.append((r["backend"], str(r["batch_size"]), f"failed: {r['error']}", *[""] * 7))
             continue
         memory = r["peak_memory_bytes"] / 2**30
         rows.append((r["backend"], str(r["batch_size"]), _text(r.get("compile_s"), ".2f"),
                      _text(r.get("step_time_s"), ".3f"), _text(r.get("images_per_s"), ".0f"),
                      _text(r.get("ratio_to_native"), ".2f"), _text(r.get("train_gflops_per_s"), ".0f"),
+                     _text(r.get("share_of_matmul_peak") and 100 * r["share_of_matmul_peak"], ".0f"),
                      _text(r.get("predict_images_per_s"), ".0f"),
                      f"{memory:.2f}" + (" GPU" if r["device"] == "gpu" else "")))
     return rows
@@ -66,7 +71,9 @@ def print_table(report, console=None) -> None:
              f"median of {opts.steps} steps x {opts.rounds} rounds on {report.machine['cpu']} "
              f"({report.machine['cores']} cores)")
     table = Table(title=title, box=box.SIMPLE_HEAD, caption="peak GiB: process RSS on the CPU, device memory on a GPU; "
-                  "x native: step time over the fastest native PyTorch row's")
+                  "x native: step time over the fastest native PyTorch row's; GFLOP/s: "
+                  "6 x the model's multiply-adds per image x images/s; % matmul: of NumPy's "
+                  f"float32 matmul rate here ({report.machine.get('matmul_gflops_per_s') or 0:.0f} GFLOP/s)")
     for index, column in enumerate(COLUMNS):
         table.add_column(column, justify="left" if index == 0 else "right", no_wrap=index == 0)
     for cells in table_rows(report):

@@ -68,6 +68,24 @@ def machine_info() -> dict:
             "platform": platform.platform(), "python": platform.python_version(), "versions": versions}
 
 
+def matmul_gflops(size: int = 2048, repeats: int = 3) -> float:
+    """The CPU's practical float32 peak: NumPy's BLAS on a square matmul,
+    best of ``repeats`` (a convolution counted as direct multiply-adds can
+    beat it: oneDNN's Winograd kernels do fewer multiplies)."""
+    import numpy as np
+
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    a @ a  # BLAS's threads start here
+    best = min(_seconds(lambda: a @ a) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _seconds(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as info:
@@ -120,7 +138,8 @@ def run_bench(options: BenchOptions, log=print) -> BenchReport:
         notes += prepare_notes
         rows = [row for row in rows if row not in prepare_notes_rows(prepare_notes)]
         measured = _rounds(options, rows, prepared, log)
-    report = BenchReport(options, _aggregate(options, rows, measured), machine_info(), notes)
+    machine = {**machine_info(), "matmul_gflops_per_s": matmul_gflops()}
+    report = BenchReport(options, _aggregate(options, rows, measured), machine, notes)
     from portaclass.bench.output import write_outputs
 
     write_outputs(report, options.out_dir)
