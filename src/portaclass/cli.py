@@ -36,8 +36,9 @@ BackendOption = Annotated[
     str,
     typer.Option(
         "--backend",
-        help="Keras backend: auto, tensorflow, torch or jax "
-        "(default: PORTACLASS_BACKEND, then KERAS_BACKEND, then the first installed).",
+        help="Keras backend: auto, tensorflow, torch or jax (default: PORTACLASS_BACKEND, then "
+        "KERAS_BACKEND, then auto: for train, the fastest `portaclass bench` measured here for the "
+        "model and size, else the first installed).",
         show_default=False,
     ),
 ]
