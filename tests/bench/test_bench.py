@@ -194,3 +194,17 @@ def test_a_named_backend_is_not_second_guessed(tmp_path, bench_cache):
     assert not result.stdout.startswith("backend auto")
     env = json.loads((tmp_path / "run" / "env.json").read_text())
     assert env["backend"] == "torch" and env["backend_choice"] is None
+
+
+@pytest.mark.gpu
+def test_bench_on_a_gpu_times_every_row_there_and_reports_device_memory(tmp_path, bench_cache, backend_name):
+    out = tmp_path / "bench"
+    result = run_cli(["bench", "--backends", backend_name, "--model", "resnet18", "--image-size", "32",
+                      "--batch-sizes", "16", "--steps", "3", "--rounds", "1", "--device", "gpu",
+                      "--no-onnx", "--out", str(out)], timeout=600, PORTACLASS_CACHE_DIR=str(bench_cache))
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((out / "bench.json").read_text())["results"]
+    assert {r["backend"] for r in results} == {backend_name, "native-torch", "native-torch-channels-last"}
+    for r in results:
+        assert "error" not in r, r
+        assert r["device"] == "gpu" and r["peak_memory_bytes"] > 0 and r["step_time_s"] > 0
