@@ -8,12 +8,13 @@ import json
 import types
 
 import pytest
+from rich.console import Console
 
 from portaclass import config
 from portaclass.backend_process import run_cli
 from portaclass.bench import cache
 from portaclass.bench.options import BenchOptions
-from portaclass.bench.output import add_ratios, table_rows
+from portaclass.bench.output import add_ratios, print_table, table_rows
 from portaclass.bench.runner import BenchReport, _aggregate, failure_reason
 
 from ..helpers import invoke_cli
@@ -129,9 +130,13 @@ def test_a_failing_row_is_reported_with_its_reason_and_the_others_kept():
     add_ratios(report)  # no native rows: no ratio, and no crash
     assert by_row[("jax", 8)]["ratio_to_native"] is None
     cells = {row[:2]: row for row in table_rows(report)}
-    assert cells[("torch", "512")][2] == "failed: out of memory at batch size 512"
+    assert cells[("torch", "512")][2] == "failed"
+    console = Console(record=True, width=200)
+    print_table(report, console)
+    assert "failed: torch at batch 512: out of memory at batch size 512" in console.export_text()
     assert failure_reason(-9, "", 128) == "out of memory at batch size 128"  # the OOM killer
     assert failure_reason(1, "Traceback ...\nValueError: bad shape\n", 4) == "ValueError: bad shape"
+    assert failure_reason(1, "portaclass.errors.BackendError: no device gpu:0\n", 4) == "BackendError: no device gpu:0"
 
 
 def _report_with(model: str, size: int, times: dict) -> types.SimpleNamespace:
@@ -208,3 +213,15 @@ def test_bench_on_a_gpu_times_every_row_there_and_reports_device_memory(tmp_path
     for r in results:
         assert "error" not in r, r
         assert r["device"] == "gpu" and r["peak_memory_bytes"] > 0 and r["step_time_s"] > 0
+
+
+@pytest.mark.one_backend
+def test_bench_refuses_a_gpu_the_machine_does_not_have(tmp_path, backend_name):
+    from portaclass import backend
+
+    if backend.has_gpu():
+        pytest.skip("this machine has a GPU")
+    result = invoke_cli(["bench", "--backends", backend_name, "--device", "gpu", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: no device gpu:0 on this machine (available: cpu:0)"
+    assert not (tmp_path / "b").exists()  # nothing measured, nothing written

@@ -261,8 +261,16 @@ def prepare(job: dict) -> dict:
     return written
 
 
+def check_device(job: dict) -> dict:
+    """Fails, naming what is there, when the backend cannot see the device."""
+    from portaclass import backend
+
+    with backend.on_device(job["device"]):
+        return {"device": job["device"]}
+
+
 MEASURES = {NATIVE_TORCH: measure_native, NATIVE_TORCH_CHANNELS_LAST: measure_native,
-            ONNXRUNTIME: measure_onnxruntime, "prepare": prepare}
+            ONNXRUNTIME: measure_onnxruntime, "prepare": prepare, "check_device": check_device}
 
 
 def main(argv: list[str]) -> None:

@@ -49,7 +49,7 @@ def table_rows(report) -> list[tuple[str, ...]]:
     rows = []
     for r in report.results:
         if "error" in r:
-            rows.append((r["backend"], str(r["batch_size"]), f"failed: {r['error']}", *[""] * 7))
+            rows.append((r["backend"], str(r["batch_size"]), "failed", *[""] * 7))
             continue
         memory = r["peak_memory_bytes"] / 2**30
         rows.append((r["backend"], str(r["batch_size"]), _text(r.get("compile_s"), ".2f"),
@@ -83,8 +83,11 @@ def print_table(report, console=None) -> None:
         if not console.is_terminal:  # a file or a pipe: no reason to wrap at 80
             console = Console(width=120)
     console.print(table)
+    for r in report.results:
+        if "error" in r:
+            console.print(f"failed: {r['backend']} at batch {r['batch_size']}: {r['error']}", markup=False)
     for note in report.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False)
 
 
 def plot_bench(report, path: Path) -> Path:

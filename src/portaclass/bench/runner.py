@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from portaclass.backend_process import subprocess_env
 from portaclass.bench.options import NATIVE_TORCH, ONNXRUNTIME, BenchOptions
+from portaclass.errors import BackendError, PortaclassError
 
 # The memory errors of the runtimes, and the exit of a process the kernel's
 # OOM killer ended: a row that hits one is "out of memory", not a crash.
@@ -33,6 +35,12 @@ OUT_OF_MEMORY_SIGNS = ("out of memory", "outofmemory", "resource_exhausted", "me
 # The row's process settings: no TensorFlow banners, and no JAX program
 # loaded from portaclass' compilation cache, so compile_s is a compile.
 ROW_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "PORTACLASS_JAX_CACHE": "0"}
+
+
+class BenchError(PortaclassError):
+    """Nothing could be measured (exit code 1: the options were fine)."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -123,7 +131,8 @@ def failure_reason(returncode: int, stderr: str, batch_size: int | None) -> str:
     if returncode == -9 or any(sign in text for sign in OUT_OF_MEMORY_SIGNS):
         return f"out of memory at batch size {batch_size}"
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else f"exit code {returncode}")[:300]
+    last = lines[-1] if lines else f"exit code {returncode}"
+    return re.sub(r"^(?:\w+\.)+(\w+: )", r"\1", last)[:300]  # portaclass.errors.X: -> X:
 
 
 def run_bench(options: BenchOptions, log=print) -> BenchReport:
@@ -132,6 +141,8 @@ def run_bench(options: BenchOptions, log=print) -> BenchReport:
     notes = options.skipped_rows()
     for note in notes:
         log(note)
+    if options.device:
+        _check_device(options)
     rows = options.rows
     with tempfile.TemporaryDirectory(prefix="portaclass-bench-") as folder:
         prepared, prepare_notes = _prepare(options, rows, folder, log)
@@ -143,11 +154,22 @@ def run_bench(options: BenchOptions, log=print) -> BenchReport:
     from portaclass.bench.output import write_outputs
 
     write_outputs(report, options.out_dir)
+    if all("error" in result for result in report.results):
+        raise BenchError(f"every row failed (the first: {report.results[0]['error']}); "
+                         f"details in {options.out_dir / 'bench.json'}")
     if options.cache:
         from portaclass.bench.cache import record
 
         record(report)
     return report
+
+
+def _check_device(options: BenchOptions) -> None:
+    """A device the first backend cannot see is bad input, found before
+    any row runs (one framework start-up, only when --device is given)."""
+    result = run_job({"row": "check_device", "device": options.device}, options.backends[0])
+    if "error" in result:
+        raise BackendError(result["error"].split(": ", 1)[-1])
 
 
 def prepare_notes_rows(notes: list[str]) -> set[str]:
@@ -195,11 +217,19 @@ def _rounds(options: BenchOptions, rows: list[str], prepared: dict, log) -> dict
                        "real_data": str(Path(options.real_data).expanduser()) if options.real_data else None,
                        **prepared}
                 start = time.perf_counter()
-                result = run_job(job, row if row in options.backends else "torch")
+                result = run_job(job, _process_backend(row, options))
                 measured[(row, size)].append(result)
                 log(f"[{done}/{total}] round {round_index}, {row}, batch {size}: "
                     f"{_describe(result)} ({time.perf_counter() - start:.0f} s)")
     return measured
+
+
+def _process_backend(row: str, options: BenchOptions) -> str:
+    """KERAS_BACKEND for a row's process: its own, torch for the native rows
+    (which import torch but not keras), the first asked for ONNX Runtime."""
+    if row in options.backends:
+        return row
+    return "torch" if row.startswith(NATIVE_TORCH) else options.backends[0]
 
 
 def _describe(result: dict) -> str:
