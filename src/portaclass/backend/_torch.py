@@ -24,12 +24,14 @@ from portaclass.backend._common import (
     seed_keras_without_tensorflow,
     seed_python_and_numpy,
 )
+from portaclass.backend._torch_conv import use_lean_conv
 
 NAME = "torch"
 # Eager ops run at any shape without recompiling.
 COMPILES_PER_SHAPE = False
 
 keep_tensorflow_out_of_saving()
+use_lean_conv()
 
 
 def _leaf_to_numpy(x):
