@@ -74,7 +74,7 @@ test-channels-first: $(STAMP)
 
 test-cross: $(STAMP)
 	@echo "=== cross-backend tests"
-	KERAS_BACKEND=torch $(PYTEST) -m cross
+	KERAS_BACKEND=torch $(PYTEST) -m "cross and not slow"
 
 clean:
 	rm -rf $(VENV) $(CF_HOME) $(JAX_CACHE) runs .pytest_cache artifacts

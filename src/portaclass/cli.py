@@ -527,6 +527,49 @@ def serve(
     run_server(options, log=lambda line: typer.echo(line, err=True))
 
 
+def _parity_backends() -> str:
+    """parity's default backends, as --help shows them (stated once, in the library)."""
+    from portaclass.parity import DEFAULT_BACKENDS
+
+    return ",".join(DEFAULT_BACKENDS)
+
+
+@app.command()
+@handle_errors
+def parity(
+    model: Annotated[str, typer.Option(help="A registered model (see `portaclass models`).")],
+    backends: Annotated[str, typer.Option(
+        help="Comma-separated backends to compare; the first is the reference.")] = _parity_backends(),
+    image_size: Annotated[int | None, typer.Option(
+        help="Square input size (default: the model's own; at least its minimum).", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Images in the fixed batch (default: the library's).", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of the initial weights and the batch (default: the library's).", show_default=False)] = None,
+    perturb: Annotated[str | None, typer.Option(
+        help="Self-check, BACKEND:LAYER: change LAYER's weights by 1e-3 on BACKEND only; the report "
+        "must name LAYER.", show_default=False)] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the tables.")] = False,
+    debug: DebugOption = False,
+):
+    """Compare a model's logits, loss, gradients and one SGD step across backends, and run each
+    backend's saved model on the others; exit code 1 when they disagree beyond tolerance."""
+    from portaclass.parity import parse_perturb, print_report, run_parity
+
+    report = run_parity(model, backends=backends, perturb=parse_perturb(perturb),
+                        log=lambda line: typer.echo(f"parity: {line}", err=True),
+                        **_given(image_size=image_size, batch_size=batch_size, seed=seed))
+    if json_output:
+        import json
+
+        typer.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        print_report(report)
+    if not report.passed:
+        typer.echo(f"error: {model} disagrees across backends: {report.problems()[0]}", err=True)
+        raise typer.Exit(1)
+
+
 @app.command("models")
 @handle_errors
 def models_command(debug: DebugOption = False):
