@@ -21,12 +21,19 @@ module (``_tensorflow``, ``_torch``, ``_jax``) implements:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 from portaclass import config
-from portaclass.backend._common import Device, parse_device_spec, unneeded_frameworks_hidden
+from portaclass.backend._common import (
+    Device,
+    parse_device_spec,
+    tensorflow_start_up_quiet,
+    unneeded_frameworks_hidden,
+)
 
-with unneeded_frameworks_hidden(config.active_backend()):
+_quiet = tensorflow_start_up_quiet() if config.active_backend() == "tensorflow" else contextlib.nullcontext()
+with unneeded_frameworks_hidden(config.active_backend()), _quiet:
     _module = importlib.import_module(f"portaclass.backend._{config.active_backend()}")
 
 NAME: str = _module.NAME

@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import resource
 import sys
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,6 +162,41 @@ def unneeded_frameworks_hidden(backend: str):
         for name in hidden:
             if name in sys.modules and sys.modules[name] is None:
                 del sys.modules[name]
+
+
+# What TensorFlow's C++ start-up logs before absl's logging is set up, which
+# TF_CPP_MIN_LOG_LEVEL does not reach: absl's notice that it writes to stderr,
+# and INFO lines (the "oneDNN custom operations are on" notice, printed on
+# CPUs where TensorFlow turns oneDNN on by default: AVX512_BF16 and newer).
+_ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called"
+_ABSL_LINE = re.compile(r"^([IWEF])\d{4} ")
+
+
+@contextlib.contextmanager
+def tensorflow_start_up_quiet():
+    """While TensorFlow is imported, keep its C++ start-up lines below
+    ``TF_CPP_MIN_LOG_LEVEL`` (which portaclass sets to 2) off the terminal:
+    fd 2 goes to a file, and the lines that pass the level are written back."""
+    level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") or 0)
+    if level < 1 or "tensorflow" in sys.modules:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                kind = _ABSL_LINE.match(line)
+                if line.startswith(_ABSL_NOTICE) or (kind and "IWEF".index(kind.group(1)) < level):
+                    continue
+                sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 class TensorFlowIfLoaded:

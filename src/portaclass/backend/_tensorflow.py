@@ -135,9 +135,18 @@ def value_and_grad(fn, x):
     """
     x = keras.ops.convert_to_tensor(x)
     check_gradient_input(keras.backend.standardize_dtype(x.dtype))
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        value = fn(x)
+
+    # As a graph: a convolution's gradient then computes only the input
+    # gradient asked for. Eagerly TensorFlow also runs the kernel's gradient
+    # (Conv2DBackpropFilter), whose oneDNN kernel segfaults on CPUs where
+    # TensorFlow turns oneDNN on by default (seen on AVX512_BF16 machines).
+    @tf.function(autograph=False)
+    def value_and_gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = fn(x)
+        return value, tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    value, grad = value_and_gradient(x)
     check_scalar_output(np.shape(value))
-    grad = tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return np.asarray(to_numpy(value)), to_numpy(grad)
