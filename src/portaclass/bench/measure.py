@@ -68,6 +68,8 @@ def summary(first_step: float, steps: list[float], batch: int, first_predict: fl
 
 
 def process_peak_rss() -> int:
+    """For the rows without keras: ``backend.peak_memory`` would import it
+    (``portaclass.backend`` picks a Keras backend on import)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
