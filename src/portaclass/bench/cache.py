@@ -23,15 +23,22 @@ from portaclass import config
 VERSION = 1
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_identity() -> str:
     """What makes timings comparable: host, CPU model and count, GPUs (read
     from the NVIDIA driver's files, no framework needed)."""
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_model()
     gpus = []
     for path in sorted(glob.glob("/proc/driver/nvidia/gpus/*/information")):
         try:

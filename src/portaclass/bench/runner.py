@@ -25,6 +25,8 @@ from importlib import metadata
 from pathlib import Path
 
 from portaclass.backend_process import subprocess_env
+from portaclass.bench.cache import cpu_model
+from portaclass.bench.measure import timed
 from portaclass.bench.options import NATIVE_TORCH, ONNXRUNTIME, BenchOptions
 from portaclass.errors import BackendError, PortaclassError
 
@@ -84,25 +86,8 @@ def matmul_gflops(size: int = 2048, repeats: int = 3) -> float:
 
     a = np.random.default_rng(0).random((size, size), dtype=np.float32)
     a @ a  # BLAS's threads start here
-    best = min(_seconds(lambda: a @ a) for _ in range(repeats))
+    best = min(timed(lambda: a @ a) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
-
-
-def _seconds(call) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _memory_bytes() -> int | None:
@@ -145,9 +130,9 @@ def run_bench(options: BenchOptions, log=print) -> BenchReport:
         _check_device(options)
     rows = options.rows
     with tempfile.TemporaryDirectory(prefix="portaclass-bench-") as folder:
-        prepared, prepare_notes = _prepare(options, rows, folder, log)
-        notes += prepare_notes
-        rows = [row for row in rows if row not in prepare_notes_rows(prepare_notes)]
+        prepared, unprepared = _prepare(options, rows, folder, log)
+        notes += [f"{row}: not measured, {reason}" for row, reason in unprepared.items()]
+        rows = [row for row in rows if row not in unprepared]
         measured = _rounds(options, rows, prepared, log)
     machine = {**machine_info(), "matmul_gflops_per_s": matmul_gflops()}
     report = BenchReport(options, _aggregate(options, rows, measured), machine, notes)
@@ -172,17 +157,14 @@ def _check_device(options: BenchOptions) -> None:
         raise BackendError(result["error"].split(": ", 1)[-1])
 
 
-def prepare_notes_rows(notes: list[str]) -> set[str]:
-    return {note.split(":", 1)[0] for note in notes}
-
-
-def _prepare(options: BenchOptions, rows: list[str], folder: str, log) -> tuple[dict, list[str]]:
+def _prepare(options: BenchOptions, rows: list[str], folder: str, log) -> tuple[dict, dict[str, str]]:
     """The files the native and onnxruntime rows start from, written once
-    under torch (which the native twin needs) or the first backend."""
+    under torch (which the native twin needs) or the first backend; and
+    ``{row: why it cannot be measured}`` for the rows left without them."""
     wants_native = any(row.startswith(NATIVE_TORCH) for row in rows)
     wants_onnx = ONNXRUNTIME in rows
     if not (wants_native or wants_onnx):
-        return {}, []
+        return {}, {}
     from portaclass import config
 
     backend = "torch" if config.is_installed("torch") else options.backends[0]
@@ -191,15 +173,15 @@ def _prepare(options: BenchOptions, rows: list[str], folder: str, log) -> tuple[
            "num_classes": options.num_classes, "seed": options.seed,
            "native": wants_native and backend == "torch", "onnx": wants_onnx}
     result = run_job(job, backend)
-    notes = []
+    unprepared = {}
     if "error" in result:
-        failed = [row for row in rows if row.startswith(NATIVE_TORCH) or row == ONNXRUNTIME]
-        notes = [f"{row}: not measured, preparing its files failed: {result['error']}" for row in failed]
+        unprepared = {row: f"preparing its files failed: {result['error']}" for row in rows
+                      if row.startswith(NATIVE_TORCH) or row == ONNXRUNTIME}
     elif wants_native and "native_weights" not in result:
-        notes = [f"{row}: not measured, torch is not installed" for row in rows if row.startswith(NATIVE_TORCH)]
-    for note in notes:
-        log(note)
-    return result, notes
+        unprepared = {row: "torch is not installed" for row in rows if row.startswith(NATIVE_TORCH)}
+    for row, reason in unprepared.items():
+        log(f"{row}: not measured, {reason}")
+    return result, unprepared
 
 
 def _rounds(options: BenchOptions, rows: list[str], prepared: dict, log) -> dict:
