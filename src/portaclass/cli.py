@@ -62,6 +62,8 @@ def handle_errors(command):
             if debug:
                 raise
             message = str(error)
+            if not message:  # a worker process reported it already
+                raise typer.Exit(error.exit_code) from None
             if isinstance(error, UsageError):
                 message = error.with_flags(cli_flag)
             typer.echo(f"error: {message}", err=True)
@@ -162,6 +164,9 @@ def quickstart(
 ResumeOption = Annotated[
     str | None, typer.Option(help="Continue the unfinished run in this folder from its last "
                              "complete epoch, with its own options.", show_default=False)]
+DistributedHelpOption = Annotated[bool, typer.Option(
+    "--distributed-help", help="Print the launch lines of a run on several devices or hosts for the "
+    "backend, and exit.")]
 ConfigOption = Annotated[
     str | None, typer.Option(help="A TOML file of options (keys as the flags: batch-size = 64, "
                              "lr = 0.01); flags on the command line override it.", show_default=False)]
@@ -171,10 +176,18 @@ ConfigOption = Annotated[
 @handle_errors
 @options_from(cli_fields(), _common("ctx", typer.Context), _common("resume", ResumeOption, None),
               _common("config", ConfigOption, None), _common("backend", BackendOption, ""),
-              _common("quiet", QuietOption, False), _common("debug", DebugOption, False))
+              _common("quiet", QuietOption, False), _common("debug", DebugOption, False),
+              _common("distributed_help", DistributedHelpOption, False))
 def train(*, ctx: typer.Context, resume: str | None = None, config: str | None = None,
-          backend: str = "", quiet: bool = False, debug: bool = False, **options):
+          backend: str = "", quiet: bool = False, debug: bool = False, distributed_help: bool = False,
+          **options):
     """Train a classifier on a folder of images or a built-in dataset (or resume a run)."""
+    if distributed_help:
+        from portaclass import config as config_module
+        from portaclass.train.distributed.help import launch_lines
+
+        typer.echo(launch_lines(config_module.requested_backend(backend or None)))
+        return
     given = given_on_command_line(ctx, options)
     if resume and config:
         raise UsageError.for_option("config", "cannot be combined with resume (a run keeps its options)")

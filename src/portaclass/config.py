@@ -135,8 +135,35 @@ def use_backend(name: str | None = None, *, reason: str | None = None) -> str:
     # output, on its own backend or when --tensorboard loads it under another;
     # the user's own setting wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if backend == "jax" and cpu_devices() > 1:
+        _split_jax_cpu(cpu_devices())
     _chosen = backend
     return backend
+
+
+CPU_DEVICES_VARIABLE = "PORTACLASS_CPU_DEVICES"
+
+
+def cpu_devices() -> int:
+    """How many devices a machine without accelerators shows: 1, or
+    ``PORTACLASS_CPU_DEVICES``, which splits the CPU into virtual devices so
+    a data-parallel run (``--devices``) can be tried and tested without
+    GPUs. It must be set before the framework starts, so it is an
+    environment variable, read here."""
+    value = os.environ.get(CPU_DEVICES_VARIABLE, "").strip()
+    if not value:
+        return 1
+    if not value.isdigit() or int(value) < 1:
+        raise BackendError(f"{CPU_DEVICES_VARIABLE}={value!r}: must be a whole number of devices, 1 or more")
+    return int(value)
+
+
+def _split_jax_cpu(count: int) -> None:
+    """XLA's host platform shows ``count`` CPU devices (read once, when JAX
+    starts); a count the user put in XLA_FLAGS wins."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
 def active_backend() -> str:

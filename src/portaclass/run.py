@@ -65,6 +65,17 @@ def check_run_dir_free(path) -> None:
         raise UsageError.for_option("out", f"{path} already holds a run; choose another folder")
 
 
+def default_run_path(prefix: str = "run") -> Path:
+    """``runs/<prefix>-<timestamp>``, with a suffix if that exists already."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / f"{prefix}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path("runs") / f"{prefix}-{stamp}-{suffix}"
+    return path
+
+
 class Run:
     """One run folder. ``Run.create`` makes a new one to write; ``Run.open``
     reads an existing one (any command, any backend)."""
@@ -80,12 +91,7 @@ class Run:
         """``out``, or ``runs/<prefix>-<timestamp>``; never a folder that
         already holds a run, so no run overwrites another's checkpoints."""
         if out is None:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            path = Path("runs") / f"{prefix}-{stamp}"
-            suffix = 1
-            while path.exists():
-                suffix += 1
-                path = Path("runs") / f"{prefix}-{stamp}-{suffix}"
+            path = default_run_path(prefix)
         else:
             path = Path(out)
             check_run_dir_free(path)

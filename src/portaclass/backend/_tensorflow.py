@@ -22,6 +22,24 @@ from portaclass.backend._common import (
 )
 
 NAME = "tensorflow"
+
+
+def _split_cpu() -> None:
+    """``PORTACLASS_CPU_DEVICES=N``: N logical CPU devices (what
+    MirroredStrategy replicates over on a machine without GPUs). TensorFlow
+    takes the split only before its runtime starts, which importing does not do."""
+    from portaclass import config
+
+    count = config.cpu_devices()
+    if count > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+        except RuntimeError:  # the runtime already started (a user's session): as it is
+            pass
+
+
+_split_cpu()
 # Eager ops run at any shape without recompiling.
 COMPILES_PER_SHAPE = False
 

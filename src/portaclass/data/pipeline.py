@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -36,6 +37,32 @@ from portaclass.data.normalize import normalize
 from portaclass.errors import DataError
 from portaclass.layout import to_channels_first
 from portaclass.models.registry import Preprocessing
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of every batch in a data-parallel run.
+
+    ``batch_size`` stays the global batch: batch ``i`` of the epoch is the
+    same images on one device or many. Its ids are cut into ``processes``
+    contiguous parts and process ``index`` reads its own, so each image is
+    read by one process once per epoch. A batch whose size is not a multiple
+    of ``replicas`` (only an epoch's last) is filled up with repeats of its
+    own first images, as torch's ``DistributedSampler`` pads: every engine
+    needs equal replica shares (XLA shards evenly, DDP's ranks must step
+    together, and a BatchNorm share of zero images would be NaN).
+    """
+
+    index: int = 0
+    processes: int = 1
+    replicas: int = 1
+
+    def part(self, ids: np.ndarray) -> np.ndarray:
+        short = -len(ids) % self.replicas
+        if short:
+            ids = np.concatenate([ids, np.resize(ids, short)])
+        share = len(ids) // self.processes
+        return ids[self.index * share : (self.index + 1) * share]
 
 
 class ImagePipeline(keras.utils.PyDataset):
@@ -63,7 +90,7 @@ class ImagePipeline(keras.utils.PyDataset):
                  image_size=None, channels: int = 3, augment: str = "none", shuffle: bool = True,
                  seed: int = 0, resize: str = "plain", channels_first: bool = False,
                  workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 max_queue_size: int = 10, one_hot: bool = False):
+                 max_queue_size: int = 10, one_hot: bool = False, shard: Shard | None = None):
         workers = workers or os.cpu_count() or 1
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
         checks.at_least("batch_size", batch_size, 1)
@@ -90,6 +117,7 @@ class ImagePipeline(keras.utils.PyDataset):
         self.decode_hw = self.augmenter.input_size(self.size_hw)
         # labels leave as float32 one-hot rows (else int32 class indices)
         self.soft_labels = one_hot or self.augmenter.soft_labels
+        self.shard = shard or Shard()
         self.decode_failures: list[tuple[str, str]] = []
         self._failure_lock = threading.Lock()
         self.set_epoch(0)
@@ -119,7 +147,7 @@ class ImagePipeline(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
         epoch, order = self._epoch_state
-        ids = order[index * self.batch_size : (index + 1) * self.batch_size]
+        ids = self.shard.part(order[index * self.batch_size : (index + 1) * self.batch_size])
         if self.split.is_files:
             images, ids = self._load_files(ids, epoch)
         else:
@@ -195,7 +223,7 @@ def make_pipeline(split: Split, batch_size: int, *, preprocessing: Preprocessing
                   image_size=None, channels: int = 3, augment: str = "none", shuffle: bool = True,
                   seed: int = 0, resize: str = "plain", channels_first: bool = False,
                   workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  one_hot: bool = False) -> ImagePipeline:
+                  one_hot: bool = False, shard: Shard | None = None) -> ImagePipeline:
     """A ``keras.utils.PyDataset`` over ``split`` yielding ``(x, y)`` NumPy
     batches; ``len()`` is the number of batches. Pass it to ``model.fit``.
 
@@ -217,8 +245,10 @@ def make_pipeline(split: Split, batch_size: int, *, preprocessing: Preprocessing
         max_pixels: files with more pixels are refused as decompression bombs.
         one_hot: yield one-hot float labels (validation data of a run whose
             training data mixes labels).
+        shard: this process's part of each batch in a data-parallel run
+            (``Shard``); default all of it.
     """
     return ImagePipeline(split, batch_size, preprocessing=preprocessing, image_size=image_size,
                          channels=channels, augment=augment, shuffle=shuffle, seed=seed,
                          resize=resize, channels_first=channels_first, workers=workers,
-                         max_pixels=max_pixels, one_hot=one_hot)
+                         max_pixels=max_pixels, one_hot=one_hot, shard=shard)

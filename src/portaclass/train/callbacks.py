@@ -167,6 +167,22 @@ class PipelineFollowsEpoch(keras.callbacks.Callback):
         self.pipeline.set_epoch(epoch)
 
 
+class AverageReplicaStatistics(keras.callbacks.Callback):
+    """Makes the replicas' BatchNorm statistics one value (``average``)
+    before each validation and at each epoch's end, so validation, the
+    checkpoint and the final model see the same statistics on every replica."""
+
+    def __init__(self, average):
+        super().__init__()
+        self.average = average
+
+    def on_test_begin(self, logs=None):
+        self.average(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.average(self.model)
+
+
 class StepBudget(keras.callbacks.Callback):
     """Stops training after exactly ``steps`` optimizer steps of this fit
     (the last epoch is cut short, then validated and logged as usual)."""

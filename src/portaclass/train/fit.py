@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from portaclass._lazy import keras
 from portaclass.train.callbacks import (
+    AverageReplicaStatistics,
     EpochHistoryCSV,
     PipelineFollowsEpoch,
     ResumableEarlyStopping,
@@ -29,7 +30,8 @@ def compile_classifier(model, optimizer, *, one_hot: bool = False,
 def fit_classifier(model, train, validation, *, run, state: dict, epochs: int,
                    initial_epoch: int = 0, quiet: bool = False, history_extra: dict | None = None,
                    step_budget: int | None = None, early_stopping: int | None = None,
-                   class_weight: dict | None = None, tensorboard: bool = False):
+                   class_weight: dict | None = None, tensorboard: bool = False,
+                   replica_statistics=None):
     """``model.fit`` of one phase into ``run`` (a ``run.Run``).
 
     Every epoch appends its row to history.csv, then writes
@@ -52,6 +54,9 @@ def fit_classifier(model, train, validation, *, run, state: dict, epochs: int,
         early_stopping: patience on ``val_loss``, or None.
         class_weight: ``{class index: weight}`` for the loss, or None.
         tensorboard: also write TensorBoard event files under RUN/tensorboard.
+        replica_statistics: in a data-parallel run, ``f(model)`` making the
+            replicas' BatchNorm statistics one value, called before each
+            validation and checkpoint.
 
     Returns:
         Keras' ``History``.
@@ -60,8 +65,10 @@ def fit_classifier(model, train, validation, *, run, state: dict, epochs: int,
     if early_stopping is not None:
         stopper = ResumableEarlyStopping(early_stopping, counters=state.get("early_stopping"))
     interrupt = StopOnInterrupt()
-    callbacks = [interrupt, PipelineFollowsEpoch(train), StopOnNonFiniteLoss(),
-                 EpochHistoryCSV(run, extra=history_extra)]
+    callbacks = [interrupt, PipelineFollowsEpoch(train), StopOnNonFiniteLoss()]
+    if replica_statistics is not None:
+        callbacks.append(AverageReplicaStatistics(replica_statistics))
+    callbacks.append(EpochHistoryCSV(run, extra=history_extra))
     if stopper is not None:
         callbacks.append(stopper)  # before the checkpoint, which records its counters
     callbacks.append(RunCheckpoints(run, state, early_stopping=stopper))

@@ -24,6 +24,9 @@ SCHEDULES = ("constant", "step", "cosine", "onecycle")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 CLASS_WEIGHTS = ("balanced",)
 DEFAULT_EPOCHS = 10
+# Where this host sits in a run over several: not the run's, so config.json
+# does not keep them and --resume may change them.
+HOST_OPTIONS = ("coordinator", "num_processes", "process_id", "peer_timeout")
 # Schedules that can warm up (Keras' CosineDecay carries the warm-up); StepLR
 # has none in PyTorch either (it takes SequentialLR there).
 WARMUP_SCHEDULES = ("constant", "cosine", "onecycle")
@@ -116,9 +119,29 @@ class TrainOptions:
         "frozen", "Base BatchNorm in transfer runs: frozen (inference mode, the Keras guide's rule "
         "for ImageNet bases) or adapt (re-estimated on your data in phase 2).")
     out: str | None = option(None, "Run folder (default: runs/<model>-<data>-<timestamp>).")
+    # data parallel (train/distributed)
+    devices: int | str | None = option(
+        None, "Train data-parallel on N devices of this host, or all: JAX keras.distribution, "
+        "TensorFlow MirroredStrategy, PyTorch DDP (one process each). --batch-size is the global "
+        "batch, split over them. Default: one device.", cli_type=str)
+    scale_lr: str | None = option(
+        None, "linear: multiply --lr by the number of devices (the global batch grows with them); "
+        "default: the rate as given.")
+    coordinator: str | None = option(
+        None, "HOST:PORT of process 0 for a run over several hosts (JAX, PyTorch; see "
+        "--distributed-help); or PORTACLASS_COORDINATOR.")
+    num_processes: int | None = option(None, "Processes (hosts) of a run over several hosts; or "
+                                       "PORTACLASS_NUM_PROCESSES.")
+    process_id: int | None = option(None, "This host's index, 0 to num-processes - 1 (0 writes the run); "
+                                    "or PORTACLASS_PROCESS_ID.")
+    peer_timeout: float = option(300.0, "Seconds to wait for the other processes of a distributed run to "
+                                 "join before giving up.")
     quiet: bool = option(False, "Print only the final line.", cli=False)
 
     def __post_init__(self):
+        from portaclass.train.distributed import parse_devices
+
+        self.devices = parse_devices(self.devices)
         # ``--lr`` arrives as text from the CLI and config files: a number or "auto"
         if isinstance(self.learning_rate, str) and self.learning_rate != "auto":
             try:
@@ -225,6 +248,9 @@ class TrainOptions:
             if not is_installed("tensorflow"):
                 raise UsageError.for_option(
                     "tensorboard", "needs TensorFlow's summary writer: pip install 'portaclass[tensorflow]'")
+        from portaclass.train.distributed import check_options as check_distributed
+
+        check_distributed(self)
         if self.data not in BUILTINS and not Path(self.data).expanduser().exists():
             raise UsageError.for_option("data", f"{self.data}: no such folder or file "
                                         f"(or use a built-in: {', '.join(BUILTINS)})")
@@ -233,7 +259,7 @@ class TrainOptions:
         """The options as they ran, for config.json: ``ran`` holds what was
         decided at run time (sizes, head dropout, epochs, learning rate,
         precision, run folder); options that did not apply are None."""
-        values = {k: v for k, v in asdict(self).items() if k != "quiet"}
+        values = {k: v for k, v in asdict(self).items() if k not in ("quiet",) + HOST_OPTIONS}
         values.update(ran)
         if not self.transfer:
             for name in ("unfreeze", "fine_tune_lr", "base_batchnorm"):

@@ -12,8 +12,9 @@ position comes with its iteration count), random seed states and counters.
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from portaclass import config, layout
@@ -24,8 +25,10 @@ from portaclass.data.run_files import append_decode_failures
 from portaclass.errors import PortaclassError, RunError, UsageError
 from portaclass.models import Preprocessing, build_transfer_model, create_model, get_spec, unfreeze
 from portaclass.models.builder import head_dropout
-from portaclass.run import Run, check_run_dir_free
-from portaclass.train.options import TrainOptions
+from portaclass.run import Run, check_run_dir_free, default_run_path
+from portaclass.train import distributed
+from portaclass.train.distributed import Topology
+from portaclass.train.options import HOST_OPTIONS, TrainOptions
 from portaclass.train.precision import dtype_policy, resolve_precision
 
 # These modules subclass Keras classes, so importing them loads keras and the
@@ -36,6 +39,7 @@ callbacks_module = LazyModule("portaclass.train.callbacks")
 checkpoint_module = LazyModule("portaclass.train.checkpoint")
 optim_module = LazyModule("portaclass.train.optim")
 lr_find_module = LazyModule("portaclass.train.lr_find")
+launch_module = LazyModule("portaclass.train.distributed.launch")
 
 
 class TrainingFailed(PortaclassError):
@@ -71,65 +75,178 @@ def run_training(options: TrainOptions, log=print, *, command: str = "train") ->
     Everything that can be wrong with the options or the data is found before
     keras (and the framework) is imported, and nothing is written until the
     model is built, so bad input leaves no half-made run folder behind.
+    A PyTorch run on several devices starts one worker process per device
+    here and returns rank 0's result (``train.distributed.launch``).
     """
     options.check()
+    if _launches_workers(options):
+        prefix = f"{options.model}-{_dataset_label(options.data)}" if command == "train" else command
+        out = Path(options.out) if options.out else default_run_path(prefix)
+        check_run_dir_free(out)
+        return _run_in_workers({"kind": "train", "command": command,
+                                "options": {**vars(replace(options, out=str(out)))}}, options, log)
     start = time.perf_counter()
     preprocessing, size, channels = _input_spec(options)
-    if options.out:
+    topology = distributed.start(options, log)
+    if not topology.chief:  # the chief speaks and writes for the run
+        log, options = _silent, replace(options, quiet=True)
+    elif options.out:
         check_run_dir_free(Path(options.out))
-    session = TrainingSession(options, log, preprocessing, size, channels, start)
-    if config.backend_choice:
-        log(config.backend_choice)
-    session.load_data()
-    if options.deterministic:  # before anything asks the framework for a device
-        backend.enable_determinism(log)
-    precision = resolve_precision(options.precision, log)
-    with dtype_policy(precision):
-        session.build_model()
-        prefix = f"{options.model}-{_dataset_label(options.data)}" if command == "train" else command
-        session.run = Run.create(options.out, prefix=prefix)
-        session.run.write_dataset_files(session.dataset)
-        session.make_pipelines()
-        try:
-            learning_rate = session.find_learning_rate() if options.runs_lr_find else options.learning_rate
-        except PortaclassError:  # the range test found no rate: nothing trained, no half-made run left
-            shutil.rmtree(session.run.path, ignore_errors=True)
-            raise
-        session.write_config(command, precision=precision, precision_requested=options.precision,
-                             learning_rate=learning_rate)
-        session.run.write_env()
-        return session.train_and_finish(learning_rate)
+    distributed.check_batch(options.batch_size, topology)
+    session = TrainingSession(options, log, preprocessing, size, channels, start, topology=topology)
+    try:
+        if config.backend_choice:
+            log(config.backend_choice)
+        session.load_data()
+        if options.deterministic:  # before anything asks the framework for a device
+            backend.enable_determinism(log)
+        precision = resolve_precision(options.precision, log)
+        with dtype_policy(precision), distributed.scope(topology):
+            session.build_model()
+            prefix = f"{options.model}-{_dataset_label(options.data)}" if command == "train" else command
+            session.run = (Run.create(options.out, prefix=prefix) if topology.chief
+                           else Run.create(Path(tempfile.mkdtemp(prefix="portaclass-replica-")) / "run"))
+            session.run.write_dataset_files(session.dataset)
+            session.make_pipelines()
+            try:
+                learning_rate = session.find_learning_rate() if options.runs_lr_find else options.learning_rate
+            except PortaclassError:  # the range test found no rate: nothing trained, no half-made run left
+                shutil.rmtree(session.run.path, ignore_errors=True)
+                raise
+            learning_rate = _scaled_learning_rate(learning_rate, options, topology, log)
+            session.write_config(command, precision=precision, precision_requested=options.precision,
+                                 learning_rate=learning_rate)
+            session.run.write_env()
+            return session.train_and_finish(learning_rate)
+    finally:
+        session.close()
+
+
+def _scaled_learning_rate(rate: float, options: TrainOptions, topology: Topology, log) -> float:
+    if not topology.parallel:
+        return rate
+    if options.scale_lr == "linear":
+        log(f"learning rate {rate * topology.replicas:.3g} = {rate:.3g} x {topology.replicas} replicas "
+            "(--scale-lr linear)")
+        return rate * topology.replicas
+    log(f"learning rate {rate:.3g} as given, not rescaled for {topology.replicas} replicas "
+        "(--scale-lr linear multiplies it by their number)")
+    return rate
+
+
+def _silent(_line: str) -> None:
+    pass
+
+
+def _launches_workers(options: TrainOptions) -> bool:
+    """True for a PyTorch run on several devices (or hosts) in the process
+    the user started: it starts the workers instead of training."""
+    if backend.NAME != "torch" or distributed.engine_launched():
+        return False
+    hosts = distributed.hosts_of(options)
+    return hosts is not None or launch_module.process_count(options.devices, hosts) > 1
+
+
+def _run_in_workers(payload: dict, options: TrainOptions, log) -> TrainResult:
+    hosts = distributed.hosts_of(options)
+    processes = launch_module.process_count(options.devices, hosts)
+    world = processes * (hosts.num_processes if hosts else 1)
+    distributed.check_batch(options.batch_size, Topology(replicas=world))
+    log(f"starting {processes} torch worker processes" + (f" on host {hosts.process_id} of "
+                                                           f"{hosts.num_processes}" if hosts else ""))
+    payload.update(command_line=config.command_line_process, backend_choice=config.backend_choice)
+    result = launch_module.launch(worker_main, payload, processes=processes, hosts=hosts,
+                                  timeout=options.peer_timeout)
+    if result is None:  # this host ran no rank 0
+        return TrainResult(Path(payload.get("run_dir") or payload["options"]["out"]), "torch", {})
+    return TrainResult(Path(result["run_dir"]), result["backend"], result["metrics"])
+
+
+def worker_main(payload: dict) -> dict:
+    """One worker process of a PyTorch run on several devices: trains (or
+    resumes) as the launching command would, and exits with the command's
+    error code on failure, so the launcher stops the other workers."""
+    import os
+    import sys
+
+    if payload.get("command_line"):
+        config.start_command_line_process()
+    config.use_backend("torch", reason=payload.get("backend_choice"))
+    chief = os.environ.get("RANK", "0") == "0"
+    log = print if chief else _silent
+    try:
+        if payload["kind"] == "train":
+            options = TrainOptions(**payload["options"])
+            result = run_training(options, log=log, command=payload["command"])
+        else:
+            result = resume_training(payload["run_dir"], given=payload["given"], quiet=payload["quiet"],
+                                     log=log)
+    except PortaclassError as error:
+        if chief or not isinstance(error, (UsageError, TrainingFailed, TrainingStopped)):
+            from portaclass.cli import cli_flag
+
+            message = error.with_flags(cli_flag) if isinstance(error, UsageError) else str(error)
+            where = "" if chief else f" (rank {os.environ.get('RANK')})"
+            print(f"error{where}: {message}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(error.exit_code)  # a plain exit would wait on the process group's threads
+    return {"run_dir": str(result.run_dir), "backend": result.backend, "metrics": result.metrics}
 
 
 def resume_training(run_dir, *, given: dict | None = None, quiet: bool = False, log=print) -> TrainResult:
     """Continue the unfinished run in ``run_dir`` from its last complete
     epoch, with the options in its config.json. ``given`` are options the
-    caller named too: any that differ from the run's are one error naming them."""
+    caller named too: any that differ from the run's are one error naming them
+    (the device count and where this host sits may change)."""
     start = time.perf_counter()
     run = Run.open(run_dir)
     if run.finished:
         raise UsageError.for_option("resume", f"{run.path} has finished (metrics.json and model.keras "
                                     "are written); start a new run instead")
-    options = _options_of(run, quiet)
-    _check_no_contradiction(run, options, given or {})
+    given = dict(given or {})
+    placement = {name: given.pop(name) for name in ("devices",) + HOST_OPTIONS if name in given}
+    options = replace(_options_of(run, quiet), **placement)
+    _check_no_contradiction(run, options, given)
     options.check()
+    if _launches_workers(options):
+        return _run_in_workers({"kind": "resume", "run_dir": str(run.path), "quiet": quiet,
+                                "given": {**given, **placement}}, options, log)
+    topology = distributed.start(options, log)
+    if not topology.chief:  # reads the chief's checkpoint, writes into a copy of the run
+        log, options = _silent, replace(options, quiet=True)
+    distributed.check_batch(options.batch_size, topology)
     if options.deterministic:
         backend.enable_determinism(log)
     checkpoint = run.checkpoints / "last.keras"
-    checkpoint_module.remove_partial_writes(run.checkpoints)
+    if topology.chief:
+        checkpoint_module.remove_partial_writes(run.checkpoints)
     state = checkpoint_module.read_state(checkpoint) if checkpoint.is_file() else None
     preprocessing, (size, _, channels) = run.preprocessing, run.input_shape
-    session = TrainingSession(options, log, preprocessing, size, channels, start, run=run)
-    session.load_data()
-    with dtype_policy(run.config["options"].get("precision", "float32")):
-        session.build_model()
-        session.make_pipelines()
-        epochs_done = state["epoch"] if state else 0
-        run.truncate_history(epochs_done)
-        log(f"resuming {run.path} after epoch {epochs_done} (phase {state['phase'] if state else 1})")
-        session.resumed_from = epochs_done
-        return session.train_and_finish(run.options["learning_rate"], checkpoint=checkpoint if state else None,
-                                        state=state)
+    session = TrainingSession(options, log, preprocessing, size, channels, start,
+                              run=run if topology.chief else _replica_copy(run), topology=topology)
+    try:
+        session.load_data()
+        with dtype_policy(run.config["options"].get("precision", "float32")), distributed.scope(topology):
+            session.build_model()
+            session.make_pipelines()
+            epochs_done = state["epoch"] if state else 0
+            session.run.truncate_history(epochs_done)
+            ran_on = run.options.get("devices") or 1
+            moved = f", now on {topology.replicas} devices (was {ran_on})" if topology.replicas != ran_on else ""
+            log(f"resuming {run.path} after epoch {epochs_done} (phase {state['phase'] if state else 1}){moved}")
+            session.resumed_from = epochs_done
+            return session.train_and_finish(run.options["learning_rate"],
+                                            checkpoint=checkpoint if state else None, state=state)
+    finally:
+        session.close()
+
+
+def _replica_copy(run: Run) -> Run:
+    """A scratch copy of ``run`` without its model files, for a process
+    other than the chief to write into."""
+    scratch = Path(tempfile.mkdtemp(prefix="portaclass-replica-")) / "run"
+    shutil.copytree(run.path, scratch, ignore=shutil.ignore_patterns("*.keras", "*.keras.*", "tensorboard"))
+    return Run.open(scratch)
 
 
 @dataclass
@@ -151,6 +268,18 @@ class TrainingSession:
     val_data: object = None
     resumed_from: int | None = None
     limit: dict = field(default_factory=dict)
+    topology: Topology = field(default_factory=Topology)
+    closed: bool = False
+
+    def close(self) -> None:
+        """Leave the distributed run; a process other than the chief drops
+        its scratch copy of the run folder."""
+        if not self.topology.parallel or self.closed:
+            return
+        self.closed = True
+        distributed.engine().finish()
+        if not self.topology.chief and self.run is not None:
+            shutil.rmtree(self.run.path.parent, ignore_errors=True)
 
     def load_data(self) -> None:
         options = self.options
@@ -185,7 +314,10 @@ class TrainingSession:
             # split yields them, since one compiled loss scores all splits.
             one_hot=options.mixes_or_smooths_labels,
             # one decoding thread: batches in the same order every run
-            workers=1 if options.deterministic else None, **self.limit)
+            workers=1 if options.deterministic else None,
+            shard=pipeline_module.Shard(self.topology.process_index, self.topology.processes,
+                                        self.topology.replicas),
+            **self.limit)
 
     def make_pipelines(self) -> None:
         self.train_data = self.pipeline(self.dataset.train, True)
@@ -209,6 +341,8 @@ class TrainingSession:
                                                 clip_norm=options.clip_norm)
         fit_module.compile_classifier(self.model, optimizer, one_hot=options.mixes_or_smooths_labels,
                                       label_smoothing=options.label_smoothing)
+        if self.topology.parallel:
+            distributed.engine().prepare(self.model)
 
     def find_learning_rate(self) -> float:
         """The range test (``train.lr_find``); its plot and numbers go into the
@@ -225,7 +359,8 @@ class TrainingSession:
             command=command,
             options=options.resolved(image_size=self.size, channels=self.channels,
                                      dropout=head_dropout(model), out=str(self.run.path),
-                                     epochs=options.epochs_for(len(self.train_data)), **ran),
+                                     epochs=options.epochs_for(len(self.train_data)),
+                                     devices=self.topology.replicas, **ran),
             data={"name": dataset.name, "root": str(dataset.root) if dataset.root else None,
                   "class_names": dataset.class_names, "held_out": self.held_out,
                   "counts": {name: len(split) for name, split in dataset.splits().items()}},
@@ -282,7 +417,9 @@ class TrainingSession:
                     epochs=phase_end, initial_epoch=initial, quiet=options.quiet,
                     history_extra={"phase": phase}, step_budget=budget,
                     early_stopping=options.early_stopping, class_weight=class_weight,
-                    tensorboard=options.tensorboard)
+                    tensorboard=options.tensorboard,
+                    replica_statistics=(distributed.engine().average_statistics
+                                        if self.topology.parallel else None))
                 fits.append(time.perf_counter() - fit_started)
         except callbacks_module.TrainingDiverged as diverged:
             raise TrainingFailed(
@@ -321,13 +458,28 @@ class TrainingSession:
             metrics["peak_gpu_bytes"] = backend.peak_memory("gpu")
         if self.resumed_from is not None:
             metrics["resumed_after_epoch"] = self.resumed_from
+        if self.topology.parallel:
+            metrics.update(self._replica_report())
         run.write_metrics(metrics)
-        if self.options.report:
-            self._write_report(metrics)
+        if self.topology.parallel:
+            self.close()  # the report reads model.keras on one device, in the chief alone
+        if self.options.report and self.topology.chief:
+            self._write_report(metrics, in_memory=not self.topology.parallel)
         return TrainResult(run.path, backend.NAME, metrics)
 
-    def _write_report(self, metrics: dict) -> None:
-        """report.html with the model still in memory. A report that fails
+    def _replica_report(self) -> dict:
+        """The replicas' weights and optimizer state compared, bit for bit
+        (a collective: every process calls it)."""
+        unsynced = distributed.engine().unsynced_variables(self.model)
+        if unsynced:
+            self.log(f"warning: the replicas ended with different values of {len(unsynced)} variables "
+                     f"(first: {unsynced[0]}); model.keras holds process 0's")
+        return {"replicas": self.topology.replicas, "processes": self.topology.processes,
+                "replicas_in_sync": not unsynced, "unsynced_variables": unsynced[:20]}
+
+    def _write_report(self, metrics: dict, *, in_memory: bool = True) -> None:
+        """report.html with the model still in memory (or, after a
+        distributed run, read back from model.keras). A report that fails
         costs the run nothing: it is finished, and `portaclass report`
         rebuilds the page."""
         from portaclass.inference import classifier_of_run
@@ -335,7 +487,8 @@ class TrainingSession:
 
         start = time.perf_counter()
         try:
-            path = write_report(self.run.path, classifier=classifier_of_run(self.run, self.model))
+            classifier = classifier_of_run(self.run, self.model) if in_memory else None
+            path = write_report(self.run.path, classifier=classifier)
         except Exception as error:  # the trained run must survive a plotting bug
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             self.log(f"report.html could not be written ({first}); "

@@ -1,0 +1,97 @@
+"""TensorFlow: ``tf.distribute.MirroredStrategy``.
+
+The model is built and compiled inside the strategy's scope, so every
+variable is a ``MirroredVariable`` with one copy per device; Keras' trainer
+splits each batch over the replicas and all-reduces the gradients. Several
+hosts: ``MultiWorkerMirroredStrategy``, which reads the cluster from
+``TF_CONFIG``.
+
+BatchNorm's moving statistics are per replica in tf.distribute (each copy
+sees its own share of the batch); ``average_statistics`` makes them one
+value again before each validation and checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+
+import numpy as np
+import tensorflow as tf
+
+from portaclass.errors import UsageError
+from portaclass.train.distributed import Hosts, Topology
+from portaclass.train.distributed.visible import too_many
+
+ENGINE = "tf.distribute.MirroredStrategy"
+_strategy = None
+
+
+def _cluster_workers() -> int:
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    except json.JSONDecodeError as error:
+        raise UsageError(f"TF_CONFIG is not valid JSON ({error})") from None
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def start(devices, hosts: Hosts | None) -> Topology:
+    global _strategy
+    if hosts is not None:
+        raise UsageError.for_option("coordinator", "TensorFlow runs over several hosts from TF_CONFIG "
+                                    "(MultiWorkerMirroredStrategy), not --coordinator: see "
+                                    "portaclass train --distributed-help --backend tensorflow")
+    gpus = tf.config.list_logical_devices("GPU")
+    local = gpus or tf.config.list_logical_devices("CPU")
+    kind = "gpu" if gpus else "cpu"
+    count = len(local) if devices == "all" else devices
+    if count > len(local):
+        raise too_many(count, [f"{kind}:{i}" for i in range(len(local))])
+    if _cluster_workers() > 1:
+        _strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        resolver = _strategy.cluster_resolver
+        return Topology(replicas=_strategy.num_replicas_in_sync, processes=_cluster_workers(),
+                        process_index=int(resolver.task_id), device_kind=kind,
+                        engine="tf.distribute.MultiWorkerMirroredStrategy")
+    _strategy = tf.distribute.MirroredStrategy([device.name for device in local[:count]])
+    return Topology(replicas=count, device_kind=kind, engine=ENGINE)
+
+
+def scope():
+    return _strategy.scope()
+
+
+def prepare(model) -> None:
+    """Nothing to wrap: the strategy's scope made the variables."""
+
+
+def _replica_statistics(model) -> list:
+    return [v for v in model.non_trainable_variables
+            if isinstance(v.value, tf.distribute.DistributedValues) and v.dtype.startswith("float")]
+
+
+def average_statistics(model) -> None:
+    """Each non-trainable float variable (BatchNorm's moving mean and
+    variance) takes the mean of its replicas' values."""
+    for variable in _replica_statistics(model):
+        copies = variable.value.values
+        mean = tf.add_n([tf.identity(c) for c in copies]) / len(copies)
+        variable.value.assign(mean)
+
+
+def unsynced_variables(model) -> list[str]:
+    out = []
+    extra = list(model.optimizer.variables) if model.optimizer is not None else []
+    for variable in list(model.variables) + extra:
+        value = variable.value
+        copies = value.values if isinstance(value, tf.distribute.DistributedValues) else (value,)
+        prints = {zlib.crc32(np.ascontiguousarray(c.numpy()).tobytes()) for c in copies}
+        if len(prints) > 1:
+            out.append(variable.path)
+    return out
+
+
+def finish() -> None:
+    global _strategy
+    _strategy = None

@@ -1,0 +1,140 @@
+"""PyTorch: ``torch.nn.parallel.DistributedDataParallel``, one process per
+device (``launch.py`` starts them, or ``torchrun`` does).
+
+A Keras model on the torch backend is a ``torch.nn.Module`` whose variables
+are its parameters, so DDP wraps it as it is: the training step runs the
+forward pass through the wrapper, and DDP's hooks all-reduce the gradients
+during ``backward``. Keras' own step calls the model directly, so the step
+is replaced on the model object (not its class: the saved file stays a
+plain Keras model). What DDP leaves per process is evened out here:
+
+* metrics: every process counts its own share, so the totals behind each
+  reported metric are summed over processes first (one small all-reduce
+  per step) and every process logs, stops early and checkpoints on the same
+  global figures;
+* BatchNorm's moving statistics (parameters without gradients, which DDP
+  does not touch): averaged before each validation and checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import types
+import zlib
+
+import keras
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from portaclass.train.distributed import DistributedError, Hosts, Topology
+
+ENGINE = "torch DistributedDataParallel"
+
+
+def start(devices, hosts: Hosts | None) -> Topology:
+    """Join the process group this process was launched into."""
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    gpu = torch.cuda.is_available()
+    if gpu:
+        torch.cuda.set_device(local_rank)
+    timeout = float(os.environ.get("PORTACLASS_PEER_TIMEOUT", hosts.timeout if hosts else 300))
+    if not dist.is_initialized():
+        try:
+            dist.init_process_group("nccl" if gpu else "gloo", timeout=datetime.timedelta(seconds=timeout))
+        except Exception as error:  # torch raises DistStoreError/RuntimeError for a missing peer
+            raise DistributedError(f"rank {rank} of {world}: the other processes did not join within "
+                                   f"{timeout:g} s ({str(error).splitlines()[0][:160]})") from None
+    backend = dist.get_backend()
+    return Topology(replicas=world, processes=world, process_index=rank,
+                    device_kind="gpu" if gpu else "cpu", engine=f"{ENGINE}, {backend}")
+
+
+def scope():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def prepare(model) -> None:
+    """Wrap ``model`` (compiled) in DDP and route its steps through it.
+    Called after every compile: DDP registers its hooks on the parameters
+    that need gradients when it is made, and phase 2 unfreezes some."""
+    device = [torch.cuda.current_device()] if torch.cuda.is_available() else None
+    wrapper = torch.nn.parallel.DistributedDataParallel(model, device_ids=device)
+    model.train_step = types.MethodType(_step_through(wrapper), model)
+    if "get_metrics_result" not in vars(model):
+        model.get_metrics_result = types.MethodType(_global_metrics(type(model).get_metrics_result), model)
+
+
+def _step_through(wrapper):
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        self.zero_grad()
+        y_pred = wrapper(x, training=True)
+        loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+        self._loss_tracker.update_state(loss, sample_weight=x.shape[0])
+        if self.optimizer is not None:
+            loss = self.optimizer.scale_loss(loss)
+        if self.trainable_weights:
+            loss.backward()  # DDP's hooks average the gradients over the processes here
+            weights = self.trainable_weights[:]
+            with torch.no_grad():
+                self.optimizer.apply([w.value.grad for w in weights], weights)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    return train_step
+
+
+def _global_metrics(local_result):
+    """``get_metrics_result`` computed from the metric totals of all
+    processes (Keras' metrics keep sums and counts, so summing them is exact)."""
+
+    def get_metrics_result(self):
+        variables = self.metrics_variables
+        if not variables:
+            return local_result(self)
+        mine = [v.value.detach().clone() for v in variables]
+        flat = torch.cat([m.reshape(-1).to(torch.float64) for m in mine])
+        dist.all_reduce(flat)
+        offset = 0
+        for variable, value in zip(variables, mine):
+            size = value.numel()
+            variable.assign(flat[offset:offset + size].reshape(value.shape).to(value.dtype))
+            offset += size
+        try:
+            return local_result(self)
+        finally:
+            for variable, value in zip(variables, mine):
+                variable.assign(value)
+
+    return get_metrics_result
+
+
+def average_statistics(model) -> None:
+    """Non-trainable float variables (BatchNorm's moving statistics) take
+    the mean over the processes."""
+    world = dist.get_world_size()
+    with torch.no_grad():
+        for variable in model.non_trainable_variables:
+            if variable.dtype.startswith("float"):
+                value = variable.value.detach().clone()
+                dist.all_reduce(value)
+                variable.assign(value / world)
+
+
+def unsynced_variables(model) -> list[str]:
+    extra = list(model.optimizer.variables) if model.optimizer is not None else []
+    variables = list(model.variables) + extra
+    prints = [zlib.crc32(np.ascontiguousarray(keras.ops.convert_to_numpy(v.value)).tobytes())
+              for v in variables]
+    every = [None] * dist.get_world_size()
+    dist.all_gather_object(every, prints)
+    return [v.path for i, v in enumerate(variables) if len({p[i] for p in every}) > 1]
+
+
+def finish() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,93 @@
+"""Starting the processes of a PyTorch data-parallel run.
+
+``portaclass train --devices N`` (torch) starts N worker processes with
+torch's elastic launcher, the engine behind ``torchrun``, and waits for
+them. Each worker runs the same training call with the same options; torch
+gives each its rank, and rank 0 writes the run folder. On several hosts
+each host runs the same command with ``--coordinator`` (process 0's
+address, a static rendezvous) and its own ``--process-id``. A worker that
+dies ends the others (the launcher stops them) and the command with an
+error naming its rank; the run keeps its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from portaclass import config
+from portaclass.errors import PortaclassError
+from portaclass.train.distributed import DistributedError, Hosts
+from portaclass.train.distributed.visible import too_many
+
+
+def process_count(devices, hosts: Hosts | None) -> int:
+    """Processes to start on this host: one per device asked for."""
+    import torch
+
+    if torch.cuda.is_available():
+        visible = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    else:
+        visible = [f"cpu:{i}" for i in range(config.cpu_devices())]
+    count = len(visible) if devices in ("all", None) else devices
+    if count > len(visible):
+        raise too_many(count, visible)
+    return count
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch(entry, payload: dict, *, processes: int, hosts: Hosts | None, timeout: float):
+    """Run ``entry(payload)`` in ``processes`` workers on this host (and as
+    many on each other host) and return what rank 0's returned."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    nodes = hosts.num_processes if hosts else 1
+    endpoint = hosts.coordinator if hosts else f"127.0.0.1:{_free_port()}"
+    launch_config = LaunchConfig(
+        min_nodes=nodes, max_nodes=nodes, nproc_per_node=processes,
+        run_id=f"portaclass-{uuid.uuid4().hex[:8]}", rdzv_backend="static", rdzv_endpoint=endpoint,
+        rdzv_configs={"rank": hosts.process_id if hosts else 0, "timeout": int(timeout)},
+        max_restarts=0, monitor_interval=0.2, start_method="spawn",
+        logs_specs=DefaultLogsSpecs(redirects=Std.NONE, tee=Std.NONE))
+    # the workers read it when they join the process group
+    os.environ["PORTACLASS_PEER_TIMEOUT"] = str(timeout)
+    try:
+        results = elastic_launch(launch_config, entry)(payload)
+    except ChildFailedError as failed:
+        raise _failure(failed, hosts) from None
+    except PortaclassError:
+        raise
+    except Exception as error:  # the rendezvous: peers that never came
+        if "timeout" in str(error).lower() or "timed out" in str(error).lower() or type(error).__name__.endswith(
+                ("TimeoutError", "RendezvousTimeoutError")):
+            raise DistributedError(f"the other hosts did not join at {endpoint} within {timeout:g} s "
+                                   "(--peer-timeout)") from None
+        raise
+    return results.get(0) if results else None
+
+
+def _failure(failed, hosts: Hosts | None) -> PortaclassError:
+    """The error of a run whose worker failed: a worker that ended with a
+    portaclass exit code already said why (rank 0 printed it); one killed
+    or crashed is named."""
+    import signal
+
+    rank, failure = min(failed.failures.items())
+    code = failure.exitcode
+    if code in (1, 2, 130):
+        error = PortaclassError("")
+        error.exit_code = code
+        error.already_reported = True
+        return error
+    how = f"was killed ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
+    return DistributedError(f"worker rank {rank} {how}; the other workers were stopped. "
+                            "The run keeps its last complete checkpoint: resume it with "
+                            "portaclass train --resume RUN_DIR")
