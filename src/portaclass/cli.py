@@ -209,6 +209,9 @@ def train(*, ctx: typer.Context, resume: str | None = None, config: str | None =
         from portaclass.train.runner import run_training
 
         result = run_training(train_options, log=log)
+    if not result.chief:
+        typer.echo(f"{result.backend}: this host's part is done; process 0 writes the run")
+        return
     accuracy = result.accuracy
     scored = (f"{result.metrics['scored_on']} accuracy {accuracy:.2%}" if accuracy is not None
               else "no held-out split")

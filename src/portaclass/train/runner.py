@@ -59,6 +59,9 @@ class TrainResult:
     run_dir: Path
     backend: str
     metrics: dict
+    # False in the processes of a distributed run other than process 0,
+    # which writes the run (run_dir is then process 0's --out, if known)
+    chief: bool = True
 
     @property
     def accuracy(self) -> float | None:
@@ -155,10 +158,11 @@ def _run_in_workers(payload: dict, options: TrainOptions, log) -> TrainResult:
     log(f"starting {processes} torch worker processes" + (f" on host {hosts.process_id} of "
                                                            f"{hosts.num_processes}" if hosts else ""))
     payload.update(command_line=config.command_line_process, backend_choice=config.backend_choice)
+    run_dir = payload.get("run_dir") or payload["options"]["out"]
     result = launch_module.launch(worker_main, payload, processes=processes, hosts=hosts,
-                                  timeout=options.peer_timeout)
+                                  timeout=options.peer_timeout, run_dir=run_dir)
     if result is None:  # this host ran no rank 0
-        return TrainResult(Path(payload.get("run_dir") or payload["options"]["out"]), "torch", {})
+        return TrainResult(Path(run_dir), "torch", {}, chief=False)
     return TrainResult(Path(result["run_dir"]), result["backend"], result["metrics"])
 
 
@@ -173,7 +177,8 @@ def worker_main(payload: dict) -> dict:
         config.start_command_line_process()
     config.use_backend("torch", reason=payload.get("backend_choice"))
     chief = os.environ.get("RANK", "0") == "0"
-    log = print if chief else _silent
+    quiet = payload["options"]["quiet"] if payload["kind"] == "train" else payload["quiet"]
+    log = print if chief and not quiet else _silent
     try:
         if payload["kind"] == "train":
             options = TrainOptions(**payload["options"])
@@ -190,6 +195,11 @@ def worker_main(payload: dict) -> dict:
             print(f"error{where}: {message}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(error.exit_code)  # a plain exit would wait on the process group's threads
+    except Exception as error:  # a peer lost mid-collective (gloo), or a bug: named, one line
+        if os.environ.get("PORTACLASS_DEBUG") == "1":
+            raise
+        launch_module.report_worker_error(error)
+        os._exit(1)
     return {"run_dir": str(result.run_dir), "backend": result.backend, "metrics": result.metrics}
 
 
@@ -465,7 +475,7 @@ class TrainingSession:
             self.close()  # the report reads model.keras on one device, in the chief alone
         if self.options.report and self.topology.chief:
             self._write_report(metrics, in_memory=not self.topology.parallel)
-        return TrainResult(run.path, backend.NAME, metrics)
+        return TrainResult(run.path, backend.NAME, metrics, chief=self.topology.chief)
 
     def _replica_report(self) -> dict:
         """The replicas' weights and optimizer state compared, bit for bit

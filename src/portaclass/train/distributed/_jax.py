@@ -19,6 +19,7 @@ import numpy as np
 
 from portaclass.errors import UsageError
 from portaclass.train.distributed import Hosts, Topology
+from portaclass.train.distributed.rendezvous import roll_call
 from portaclass.train.distributed.visible import too_many
 
 ENGINE = "keras.distribution.DataParallel"
@@ -45,6 +46,7 @@ def start(devices, hosts: Hosts | None) -> Topology:
 
 
 def _join(hosts: Hosts) -> None:
+    roll_call(hosts)  # a missing peer is a clear error here, not an abort inside JAX
     try:
         jax.distributed.initialize(hosts.coordinator, num_processes=hosts.num_processes,
                                    process_id=hosts.process_id,

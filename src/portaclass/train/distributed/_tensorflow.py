@@ -63,7 +63,17 @@ def scope():
 
 
 def prepare(model) -> None:
-    """Nothing to wrap: the strategy's scope made the variables."""
+    """Keep Keras from building the compiled model off the training data.
+
+    A model made in a strategy's scope remembers the strategy, and then
+    ``fit`` first pulls a batch from the distributed PyDataset to build
+    itself and resets the iterator: measured with Keras 3.15, the first
+    step then trains on other images than batch 0 (weights 1e-2 apart from
+    the same step on one device, 1e-7 with this). Forgotten here, the
+    strategy still comes from the scope ``fit`` runs in (Keras asks
+    ``tf.distribute.get_strategy()``), and ``build_before_fit`` has built
+    the model from batch 0 already."""
+    model._distribute_strategy = None
 
 
 def _replica_statistics(model) -> list:

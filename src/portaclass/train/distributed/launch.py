@@ -12,8 +12,11 @@ error naming its rank; the run keeps its last checkpoint.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import sys
+import time
 import uuid
 
 from portaclass import config
@@ -30,7 +33,7 @@ def process_count(devices, hosts: Hosts | None) -> int:
         visible = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     else:
         visible = [f"cpu:{i}" for i in range(config.cpu_devices())]
-    count = len(visible) if devices in ("all", None) else devices
+    count = len(visible) if devices == "all" else devices or 1
     if count > len(visible):
         raise too_many(count, visible)
     return count
@@ -42,7 +45,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch(entry, payload: dict, *, processes: int, hosts: Hosts | None, timeout: float):
+def launch(entry, payload: dict, *, processes: int, hosts: Hosts | None, timeout: float, run_dir: str):
     """Run ``entry(payload)`` in ``processes`` workers on this host (and as
     many on each other host) and return what rank 0's returned."""
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
@@ -53,16 +56,25 @@ def launch(entry, payload: dict, *, processes: int, hosts: Hosts | None, timeout
     endpoint = hosts.coordinator if hosts else f"127.0.0.1:{_free_port()}"
     launch_config = LaunchConfig(
         min_nodes=nodes, max_nodes=nodes, nproc_per_node=processes,
-        run_id=f"portaclass-{uuid.uuid4().hex[:8]}", rdzv_backend="static", rdzv_endpoint=endpoint,
+        # every host's launcher must name the same run to meet at the endpoint
+        run_id=f"portaclass-{endpoint}" if hosts else f"portaclass-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="static", rdzv_endpoint=endpoint,
         rdzv_configs={"rank": hosts.process_id if hosts else 0, "timeout": int(timeout)},
         max_restarts=0, monitor_interval=0.2, start_method="spawn",
         logs_specs=DefaultLogsSpecs(redirects=Std.NONE, tee=Std.NONE))
     # the workers read it when they join the process group
     os.environ["PORTACLASS_PEER_TIMEOUT"] = str(timeout)
+    # A killed worker leaves multiprocessing's semaphores to its resource
+    # tracker, which warns about them at exit; the failure is reported here.
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"),
+                                                           "ignore::UserWarning:multiprocessing.resource_tracker")))
+    # the launcher logs each failure with a traceback; _failure says it in one line
+    for name in ("torch.distributed.elastic", "torch.multiprocessing"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         results = elastic_launch(launch_config, entry)(payload)
     except ChildFailedError as failed:
-        raise _failure(failed, hosts) from None
+        raise _failure(failed, run_dir) from None
     except PortaclassError:
         raise
     except Exception as error:  # the rendezvous: peers that never came
@@ -74,7 +86,28 @@ def launch(entry, payload: dict, *, processes: int, hosts: Hosts | None, timeout
     return results.get(0) if results else None
 
 
-def _failure(failed, hosts: Hosts | None) -> PortaclassError:
+# what gloo and the TCP store say when the process at the other end is gone
+_LOST_PEER = ("connection reset by peer", "connection closed by peer", "broken pipe", "connection refused",
+              "socket timeout", "timed out")
+
+
+def report_worker_error(error: Exception) -> None:
+    """One line on stderr for an unexpected error in a worker. When a peer
+    was lost (killed, crashed), wait a moment first: on this host the
+    launcher then sees the dead worker before this one and names it."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    rank = os.environ.get("RANK", "?")
+    if any(sign in text.lower() for sign in _LOST_PEER):
+        time.sleep(3)  # the launcher stops this process first if the dead worker was local
+        message = ("lost contact with another worker process (it stopped, was killed or its host is "
+                   f"unreachable: {text[:160]})")
+    else:
+        message = f"{type(error).__name__}: {text[:300]}"
+    print(f"error (rank {rank}): {message}; the run keeps its last complete checkpoint "
+          "(portaclass train --resume RUN_DIR)", file=sys.stderr, flush=True)
+
+
+def _failure(failed, run_dir: str) -> PortaclassError:
     """The error of a run whose worker failed: a worker that ended with a
     portaclass exit code already said why (rank 0 printed it); one killed
     or crashed is named."""
@@ -90,4 +123,4 @@ def _failure(failed, hosts: Hosts | None) -> PortaclassError:
     how = f"was killed ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
     return DistributedError(f"worker rank {rank} {how}; the other workers were stopped. "
                             "The run keeps its last complete checkpoint: resume it with "
-                            "portaclass train --resume RUN_DIR")
+                            f"portaclass train --resume {run_dir}")
