@@ -244,3 +244,36 @@ def test_batches_are_bit_identical_across_processes_worker_counts_and_backends(s
     for preset, (epoch_0, epoch_1) in runs["torch"][0].items():
         assert len(epoch_0) == 5 and len(set(epoch_0)) == 5
         assert not set(epoch_0) & set(epoch_1), preset  # a new epoch draws anew
+
+
+def test_shards_of_a_data_parallel_run_read_each_image_once_and_add_up_to_the_global_batch():
+    from portaclass.data.dataset import Split
+    from portaclass.data.pipeline import Shard
+
+    images = np.arange(13 * 4 * 4 * 3, dtype=np.uint8).reshape(13, 4, 4, 3)
+    split = Split(name="train", labels=np.arange(13) % 2, class_names=["a", "b"], images=images)
+    whole = make_pipeline(split, 6, image_size=4, shuffle=True, seed=5)
+    parts = [make_pipeline(split, 6, image_size=4, shuffle=True, seed=5, shard=Shard(k, 2, 2)) for k in (0, 1)]
+    for epoch in (0, 1):
+        for p in [whole, *parts]:
+            p.set_epoch(epoch)
+        seen = []
+        for i in range(len(whole)):
+            x, y = whole[i]
+            (x0, y0), (x1, y1) = parts[0][i], parts[1][i]
+            assert len(x0) == len(x1)  # replicas step together
+            if len(x) % 2 == 0:  # a full or even batch: the parts are the global batch, in order
+                np.testing.assert_array_equal(np.concatenate([x0, x1]), x)
+                np.testing.assert_array_equal(np.concatenate([y0, y1]), y)
+            seen += [bytes(image) for image in np.concatenate([x0, x1])]
+        # 13 images, batches of 6: the last batch of one image is filled up with itself
+        assert len(seen) == 14 and len(set(seen)) == 13
+
+
+def test_a_shard_pads_an_uneven_batch_with_its_own_first_ids():
+    from portaclass.data.pipeline import Shard
+
+    ids = np.array([7, 8, 9])
+    assert Shard(0, 1, 4).part(ids).tolist() == [7, 8, 9, 7]  # one process, 4 replicas
+    assert [Shard(k, 2, 2).part(ids).tolist() for k in (0, 1)] == [[7, 8], [9, 7]]
+    assert Shard().part(ids).tolist() == [7, 8, 9]
