@@ -173,7 +173,7 @@ def test_distributed_help_prints_the_launch_lines_of_the_backend(backend):
     lines = launch_lines(backend)
     assert f"portaclass train --backend {backend} --data DATA --devices all" in lines
     expected = {"jax": "--coordinator HOST0:29400 --num-processes 2 --process-id 1",
-                "torch": "torchrun --nnodes 2", "tensorflow": "TF_CONFIG="}[backend]
+                "torch": "torchrun --nnodes 2", "tensorflow": "tensorflow/tensorflow#72388"}[backend]
     assert expected in lines
 
 
@@ -217,4 +217,15 @@ def test_a_host_whose_peers_never_arrive_gives_up_after_the_timeout(tmp_path, ba
     assert result.returncode == 1, result.stderr[-2000:]
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: ") and "did not join" in line and "within 3 s" in line, line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.one_backend
+def test_tensorflow_over_several_hosts_is_refused_naming_why_and_what_works(tmp_path):
+    workers = '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}'
+    result = run_cli(["train", "--data", "digits", "--out", str(tmp_path / "run")], "tensorflow", TF_CONFIG=workers)
+    assert result.returncode == 2, result.stderr[-2000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: TF_CONFIG names 2 workers, but TensorFlow trains on one host only")
+    assert "tensorflow/tensorflow#72388" in line and "--backend jax or torch" in line
     assert not (tmp_path / "run").exists()

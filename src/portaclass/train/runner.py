@@ -325,8 +325,7 @@ class TrainingSession:
             one_hot=options.mixes_or_smooths_labels,
             # one decoding thread: batches in the same order every run
             workers=1 if options.deterministic else None,
-            shard=pipeline_module.Shard(self.topology.process_index, self.topology.processes,
-                                        self.topology.replicas),
+            shard=pipeline_module.Shard(*self.topology.shard),
             **self.limit)
 
     def make_pipelines(self) -> None:

@@ -5,9 +5,9 @@ One interface, one module per engine, as ``portaclass.backend`` does it:
 
 * JAX: ``keras.distribution.DataParallel`` over a device mesh; several
   hosts join with ``jax.distributed.initialize`` (``_jax.py``);
-* TensorFlow: ``tf.distribute.MirroredStrategy`` over this host's devices,
-  ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names several workers
-  (``_tensorflow.py``);
+* TensorFlow: ``tf.distribute.MirroredStrategy`` over this host's devices
+  (``_tensorflow.py``; several hosts are refused: Keras 3's ``fit`` fails
+  under ``MultiWorkerMirroredStrategy``);
 * PyTorch: ``DistributedDataParallel``, one process per device, started by
   torch's elastic launcher (what ``torchrun`` runs) with gloo on CPU and
   NCCL on GPU (``_torch.py``, ``launch.py``).
@@ -53,6 +53,11 @@ class Topology:
     @property
     def chief(self) -> bool:
         return self.process_index == 0
+
+    @property
+    def shard(self) -> tuple[int, int, int]:
+        """(process index, processes, replicas) for ``data.pipeline.Shard``."""
+        return self.process_index, self.processes, self.replicas
 
     @property
     def parallel(self) -> bool:
@@ -159,8 +164,13 @@ def start(options, log) -> Topology:
 
 
 def engine_launched() -> bool:
-    """True in a process that torch's launcher (``portaclass`` or ``torchrun``) started."""
-    return "TORCHELASTIC_RUN_ID" in os.environ and config.active_backend() == "torch"
+    """True in a process that is one of several by the engine's own
+    settings: started by torch's launcher (``portaclass`` or ``torchrun``),
+    or a TensorFlow worker of a ``TF_CONFIG`` cluster."""
+    backend = config.active_backend()
+    if backend == "torch":
+        return "TORCHELASTIC_RUN_ID" in os.environ
+    return backend == "tensorflow" and bool(os.environ.get("TF_CONFIG"))
 
 
 def check_batch(batch_size: int, topology: Topology) -> None:

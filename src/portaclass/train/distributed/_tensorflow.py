@@ -2,9 +2,12 @@
 
 The model is built and compiled inside the strategy's scope, so every
 variable is a ``MirroredVariable`` with one copy per device; Keras' trainer
-splits each batch over the replicas and all-reduces the gradients. Several
-hosts: ``MultiWorkerMirroredStrategy``, which reads the cluster from
-``TF_CONFIG``.
+splits each batch over the replicas and all-reduces the gradients.
+
+Several hosts (``MultiWorkerMirroredStrategy``, ``TF_CONFIG``) are refused:
+Keras 3.15's TensorFlow trainer reduces each step's scalar logs across
+workers along axis 0 and fails (tensorflow/tensorflow#72388, measured here
+with two workers over 127.0.0.1).
 
 BatchNorm's moving statistics are per replica in tf.distribute (each copy
 sees its own share of the batch); ``average_statistics`` makes them one
@@ -38,22 +41,20 @@ def _cluster_workers() -> int:
 
 def start(devices, hosts: Hosts | None) -> Topology:
     global _strategy
-    if hosts is not None:
-        raise UsageError.for_option("coordinator", "TensorFlow runs over several hosts from TF_CONFIG "
-                                    "(MultiWorkerMirroredStrategy), not --coordinator: see "
-                                    "portaclass train --distributed-help --backend tensorflow")
+    workers = _cluster_workers()
+    if hosts is not None or workers > 1:
+        where = f"TF_CONFIG names {workers} workers" if workers > 1 else "--coordinator is given"
+        raise UsageError(
+            f"{where}, but TensorFlow trains on one host only: Keras 3's fit fails under "
+            "MultiWorkerMirroredStrategy (its scalar logs are reduced along an axis they do not have, "
+            "tensorflow/tensorflow#72388); train over several hosts with --backend jax or torch "
+            "(portaclass train --distributed-help)")
     gpus = tf.config.list_logical_devices("GPU")
     local = gpus or tf.config.list_logical_devices("CPU")
     kind = "gpu" if gpus else "cpu"
     count = len(local) if devices == "all" else devices
     if count > len(local):
         raise too_many(count, [f"{kind}:{i}" for i in range(len(local))])
-    if _cluster_workers() > 1:
-        _strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        resolver = _strategy.cluster_resolver
-        return Topology(replicas=_strategy.num_replicas_in_sync, processes=_cluster_workers(),
-                        process_index=int(resolver.task_id), device_kind=kind,
-                        engine="tf.distribute.MultiWorkerMirroredStrategy")
     _strategy = tf.distribute.MirroredStrategy([device.name for device in local[:count]])
     return Topology(replicas=count, device_kind=kind, engine=ENGINE)
 
