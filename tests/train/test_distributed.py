@@ -109,10 +109,10 @@ def wait_for_checkpoint(run_dir, process, timeout=300):
 
 
 def worker_pids(launcher_pid: int) -> list[int]:
-    """The torch worker processes the launcher started (its spawn children)."""
+    """The torch worker processes the launcher started."""
     children = (open(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read().split())
     return [int(pid) for pid in children
-            if "spawn_main" in open(f"/proc/{pid}/cmdline").read().replace("\0", " ")]
+            if "portaclass.train.distributed.worker" in open(f"/proc/{pid}/cmdline").read()]
 
 
 def test_a_two_device_run_stopped_hard_resumes_on_one_device(tmp_path, backend_name):

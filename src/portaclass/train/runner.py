@@ -159,17 +159,18 @@ def _run_in_workers(payload: dict, options: TrainOptions, log) -> TrainResult:
                                                            f"{hosts.num_processes}" if hosts else ""))
     payload.update(command_line=config.command_line_process, backend_choice=config.backend_choice)
     run_dir = payload.get("run_dir") or payload["options"]["out"]
-    result = launch_module.launch(worker_main, payload, processes=processes, hosts=hosts,
-                                  timeout=options.peer_timeout, run_dir=run_dir)
+    result = launch_module.launch(payload, processes=processes, hosts=hosts, timeout=options.peer_timeout,
+                                  run_dir=run_dir)
     if result is None:  # this host ran no rank 0
         return TrainResult(Path(run_dir), "torch", {}, chief=False)
     return TrainResult(Path(result["run_dir"]), result["backend"], result["metrics"])
 
 
-def worker_main(payload: dict) -> dict:
-    """One worker process of a PyTorch run on several devices: trains (or
-    resumes) as the launching command would, and exits with the command's
-    error code on failure, so the launcher stops the other workers."""
+def worker_main(payload: dict) -> dict | None:
+    """One worker process of a PyTorch run on several devices
+    (``train.distributed.worker``): trains (or resumes) as the launching
+    command would; returns rank 0's result (None elsewhere), and exits with
+    the command's error code on failure, so the launcher stops the others."""
     import os
     import sys
 
@@ -177,6 +178,8 @@ def worker_main(payload: dict) -> dict:
         config.start_command_line_process()
     config.use_backend("torch", reason=payload.get("backend_choice"))
     chief = os.environ.get("RANK", "0") == "0"
+    if not chief:
+        payload.pop("result_path", None)
     quiet = payload["options"]["quiet"] if payload["kind"] == "train" else payload["quiet"]
     log = print if chief and not quiet else _silent
     try:
@@ -200,6 +203,8 @@ def worker_main(payload: dict) -> dict:
             raise
         launch_module.report_worker_error(error)
         os._exit(1)
+    if not chief:
+        return None
     return {"run_dir": str(result.run_dir), "backend": result.backend, "metrics": result.metrics}
 
 

@@ -157,6 +157,8 @@ def start(options, log) -> Topology:
     devices, hosts = parse_devices(options.devices), hosts_of(options)
     if devices in (None, 1) and hosts is None and not engine_launched():
         return Topology()
+    if config.active_backend() == "torch" and not engine_launched():
+        return Topology()  # --devices all on one visible device: no workers were started
     topology = engine().start(devices or "all" if hosts else devices or 1, hosts)
     if topology.chief and topology.parallel:
         log(topology.describe(options.batch_size))

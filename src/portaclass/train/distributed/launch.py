@@ -12,10 +12,12 @@ error naming its rank; the run keeps its last checkpoint.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import sys
+import tempfile
 import time
 import uuid
 
@@ -45,9 +47,10 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch(entry, payload: dict, *, processes: int, hosts: Hosts | None, timeout: float, run_dir: str):
-    """Run ``entry(payload)`` in ``processes`` workers on this host (and as
-    many on each other host) and return what rank 0's returned."""
+def launch(payload: dict, *, processes: int, hosts: Hosts | None, timeout: float, run_dir: str):
+    """Run ``processes`` workers on this host (and as many on each other
+    host), each training as ``payload`` says (``worker.py``), and return
+    what rank 0 returned (None when this host has no rank 0)."""
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -60,30 +63,34 @@ def launch(entry, payload: dict, *, processes: int, hosts: Hosts | None, timeout
         run_id=f"portaclass-{endpoint}" if hosts else f"portaclass-{uuid.uuid4().hex[:8]}",
         rdzv_backend="static", rdzv_endpoint=endpoint,
         rdzv_configs={"rank": hosts.process_id if hosts else 0, "timeout": int(timeout)},
-        max_restarts=0, monitor_interval=0.2, start_method="spawn",
+        max_restarts=0, monitor_interval=0.2,
         logs_specs=DefaultLogsSpecs(redirects=Std.NONE, tee=Std.NONE))
     # the workers read it when they join the process group
     os.environ["PORTACLASS_PEER_TIMEOUT"] = str(timeout)
-    # A killed worker leaves multiprocessing's semaphores to its resource
-    # tracker, which warns about them at exit; the failure is reported here.
-    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"),
-                                                           "ignore::UserWarning:multiprocessing.resource_tracker")))
     # the launcher logs each failure with a traceback; _failure says it in one line
     for name in ("torch.distributed.elastic", "torch.multiprocessing"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        results = elastic_launch(launch_config, entry)(payload)
-    except ChildFailedError as failed:
-        raise _failure(failed, run_dir) from None
-    except PortaclassError:
-        raise
-    except Exception as error:  # the rendezvous: peers that never came
-        if "timeout" in str(error).lower() or "timed out" in str(error).lower() or type(error).__name__.endswith(
-                ("TimeoutError", "RendezvousTimeoutError")):
-            raise DistributedError(f"the other hosts did not join at {endpoint} within {timeout:g} s "
-                                   "(--peer-timeout)") from None
-        raise
-    return results.get(0) if results else None
+    with tempfile.TemporaryDirectory(prefix="portaclass-launch-") as scratch:
+        payload = {**payload, "result_path": os.path.join(scratch, "result.json")}
+        payload_path = os.path.join(scratch, "payload.json")
+        with open(payload_path, "w") as handle:
+            json.dump(payload, handle)
+        try:
+            elastic_launch(launch_config, sys.executable)("-m", "portaclass.train.distributed.worker",
+                                                          payload_path)
+        except ChildFailedError as failed:
+            raise _failure(failed, run_dir) from None
+        except PortaclassError:
+            raise
+        except Exception as error:  # the rendezvous: peers that never came
+            if "timed out" in str(error).lower() or "timeout" in type(error).__name__.lower():
+                raise DistributedError(f"the other hosts did not join at {endpoint} within {timeout:g} s "
+                                       "(--peer-timeout)") from None
+            raise
+        if not os.path.exists(payload["result_path"]):
+            return None
+        with open(payload["result_path"]) as handle:
+            return json.load(handle)
 
 
 # what gloo and the TCP store say when the process at the other end is gone
@@ -113,7 +120,10 @@ def _failure(failed, run_dir: str) -> PortaclassError:
     or crashed is named."""
     import signal
 
-    rank, failure = min(failed.failures.items())
+    # the launcher ends the surviving workers with SIGTERM: the cause is the
+    # first failure that was not one of those
+    rank, failure = min(failed.failures.items(),
+                        key=lambda item: (item[1].exitcode == -signal.SIGTERM, item[1].timestamp, item[0]))
     code = failure.exitcode
     if code in (1, 2, 130):
         error = PortaclassError("")
