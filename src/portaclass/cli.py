@@ -210,7 +210,7 @@ def train(*, ctx: typer.Context, resume: str | None = None, config: str | None =
 
         result = run_training(train_options, log=log)
     if not result.chief:
-        typer.echo(f"{result.backend}: this host's part is done; process 0 writes the run")
+        typer.echo(f"{result.backend}: this process's part is done; process 0 writes the run")
         return
     accuracy = result.accuracy
     scored = (f"{result.metrics['scored_on']} accuracy {accuracy:.2%}" if accuracy is not None

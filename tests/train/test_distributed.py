@@ -198,7 +198,7 @@ def test_two_processes_over_loopback_train_as_two_hosts(tmp_path, backend):
     outputs = [p.communicate(timeout=600) for p in processes]
     for process, (_, stderr) in zip(processes, outputs):
         assert process.returncode == 0, stderr[-3000:]
-    assert outputs[1][0].strip().splitlines()[-1] == f"{backend}: this host's part is done; process 0 writes the run"
+    assert outputs[1][0].strip().splitlines()[-1] == f"{backend}: this process's part is done; process 0 writes the run"
     assert not (tmp_path / "host1").exists()
     run = Run.open(tmp_path / "host0")
     metrics = run.metrics()

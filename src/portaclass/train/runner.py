@@ -286,13 +286,14 @@ class TrainingSession:
     topology: Topology = field(default_factory=Topology)
     closed: bool = False
 
-    def close(self) -> None:
-        """Leave the distributed run; a process other than the chief drops
-        its scratch copy of the run folder."""
+    def close(self, clean: bool = False) -> None:
+        """Leave the distributed run (``clean``: all processes together, at
+        the end of a run); a process other than the chief drops its scratch
+        copy of the run folder."""
         if not self.topology.parallel or self.closed:
             return
         self.closed = True
-        distributed.engine().finish()
+        distributed.engine().finish(clean)
         if not self.topology.chief and self.run is not None:
             shutil.rmtree(self.run.path.parent, ignore_errors=True)
 
@@ -476,7 +477,7 @@ class TrainingSession:
             metrics.update(self._replica_report())
         run.write_metrics(metrics)
         if self.topology.parallel:
-            self.close()  # the report reads model.keras on one device, in the chief alone
+            self.close(clean=True)  # the report reads model.keras on one device, in the chief alone
         if self.options.report and self.topology.chief:
             self._write_report(metrics, in_memory=not self.topology.parallel)
         return TrainResult(run.path, backend.NAME, metrics, chief=self.topology.chief)

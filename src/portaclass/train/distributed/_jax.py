@@ -93,5 +93,5 @@ def _all_variables(model) -> list:
     return list(model.variables) + extra
 
 
-def finish() -> None:
+def finish(clean: bool = False) -> None:
     keras.distribution.set_distribution(None)

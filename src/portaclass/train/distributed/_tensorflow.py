@@ -103,6 +103,6 @@ def unsynced_variables(model) -> list[str]:
     return out
 
 
-def finish() -> None:
+def finish(clean: bool = False) -> None:
     global _strategy
     _strategy = None

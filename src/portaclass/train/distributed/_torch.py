@@ -135,6 +135,11 @@ def unsynced_variables(model) -> list[str]:
     return [v.path for i, v in enumerate(variables) if len({p[i] for p in every}) > 1]
 
 
-def finish() -> None:
+def finish(clean: bool = False) -> None:
+    """Leave the process group; after a clean run, together (a process that
+    tears its connections down while a peer still reads from them aborts
+    the peer's exit: "terminate called without an active exception")."""
     if dist.is_initialized():
+        if clean:
+            dist.barrier()
         dist.destroy_process_group()
