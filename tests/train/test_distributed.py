@@ -229,3 +229,23 @@ def test_tensorflow_over_several_hosts_is_refused_naming_why_and_what_works(tmp_
     assert line.startswith("error: TF_CONFIG names 2 workers, but TensorFlow trains on one host only")
     assert "tensorflow/tensorflow#72388" in line and "--backend jax or torch" in line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.one_backend
+def test_ctrl_c_stops_every_torch_worker_and_keeps_the_checkpoint(tmp_path):
+    """The terminal's Ctrl-C reaches the launcher only (workers have sessions
+    of their own): it stops them, exit 130, and the run resumes."""
+    run_dir = tmp_path / "run"
+    first = start_cli(["train", *KILLABLE, "--devices", "2", "--out", str(run_dir)], "torch", **TWO_DEVICES)
+    wait_for_checkpoint(run_dir, first)
+    workers = worker_pids(first.pid)
+    first.send_signal(signal.SIGINT)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 130, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].endswith(f"portaclass train --resume {run_dir}")
+    import os
+
+    for pid in workers:  # none left behind
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert (run_dir / "checkpoints" / "last.keras").is_file()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -25,6 +26,12 @@ from portaclass import config
 from portaclass.errors import PortaclassError
 from portaclass.train.distributed import DistributedError, Hosts
 from portaclass.train.distributed.visible import too_many
+
+
+class WorkersInterrupted(PortaclassError):
+    """Ctrl-C during a run of several workers: exit code 130, as on one device."""
+
+    exit_code = 130
 
 
 def process_count(devices, hosts: Hosts | None) -> int:
@@ -52,6 +59,7 @@ def launch(payload: dict, *, processes: int, hosts: Hosts | None, timeout: float
     host), each training as ``payload`` says (``worker.py``), and return
     what rank 0 returned (None when this host has no rank 0)."""
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -67,9 +75,17 @@ def launch(payload: dict, *, processes: int, hosts: Hosts | None, timeout: float
         logs_specs=DefaultLogsSpecs(redirects=Std.NONE, tee=Std.NONE))
     # the workers read it when they join the process group
     os.environ["PORTACLASS_PEER_TIMEOUT"] = str(timeout)
-    # the launcher logs each failure with a traceback; _failure says it in one line
-    for name in ("torch.distributed.elastic", "torch.multiprocessing"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    # Each worker's torch would use every core: N workers on the same cores
+    # oversubscribe them (3x slower epochs measured with 2 CPU workers on 2
+    # cores, docs/benchmarks.md). torchrun sets 1; a share of the cores keeps
+    # one worker per host as fast as a plain run. The user's setting wins.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    # The launcher logs each failure with a traceback and each signal it
+    # forwards (its module loggers carry their own WARNING level): _failure
+    # and WorkersInterrupted say it in one line.
+    for name in list(logging.Logger.manager.loggerDict):
+        if name.startswith(("torch.distributed.elastic", "torch.multiprocessing", "torch.distributed.launcher")):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     with tempfile.TemporaryDirectory(prefix="portaclass-launch-") as scratch:
         payload = {**payload, "result_path": os.path.join(scratch, "result.json")}
         payload_path = os.path.join(scratch, "payload.json")
@@ -80,6 +96,10 @@ def launch(payload: dict, *, processes: int, hosts: Hosts | None, timeout: float
                                                           payload_path)
         except ChildFailedError as failed:
             raise _failure(failed, run_dir) from None
+        except SignalException as stopped:  # Ctrl-C reaches the launcher (the workers have sessions of their own)
+            raise WorkersInterrupted(
+                f"interrupted ({signal.Signals(stopped.sigval).name}); the launcher stopped the workers. "
+                f"The run keeps its last complete checkpoint: portaclass train --resume {run_dir}") from None
         except PortaclassError:
             raise
         except Exception as error:  # the rendezvous: peers that never came
@@ -118,8 +138,6 @@ def _failure(failed, run_dir: str) -> PortaclassError:
     """The error of a run whose worker failed: a worker that ended with a
     portaclass exit code already said why (rank 0 printed it); one killed
     or crashed is named."""
-    import signal
-
     # the launcher ends the surviving workers with SIGTERM: the cause is the
     # first failure that was not one of those
     rank, failure = min(failed.failures.items(),
