@@ -13,6 +13,9 @@ from tests.helpers import run_python
 PACKAGE = Path(portaclass.__file__).parent
 # Modules that subclass Keras classes (PyDataset, Callback) load keras when
 # imported; the rest of the package reaches them through lazy handles.
+# one module per backend, each importing its framework: the adaptation layer
+# and the data-parallel engines
+BACKEND_ADAPTERS = ("portaclass.backend", "portaclass.train.distributed._")
 KERAS_AT_IMPORT = {"portaclass.data.pipeline", "portaclass.train.callbacks", "portaclass.train.fit"}
 
 
@@ -92,12 +95,12 @@ def test_a_planted_cycle_is_found():
 
 
 def test_importing_every_module_loads_no_framework(backend_name):
-    """Any portaclass module but the backend adapters and the Keras
+    """Any portaclass module but the backend adapters (and engines) and the Keras
     subclasses imports without keras, tensorflow, torch or jax; and in a
     user's process (not the console script's) keras then loads whole: its
     scikit-learn wrappers work (the CLI leaves them out, tests/train/test_quiet.py)."""
     names = sorted(m for m in _module_names()
-                   if not m.startswith("portaclass.backend") and m not in KERAS_AT_IMPORT
+                   if not m.startswith(BACKEND_ADAPTERS) and m not in KERAS_AT_IMPORT
                    and m != "portaclass.__main__")
     result = run_python(
         f"""

@@ -82,7 +82,7 @@ def run_training(options: TrainOptions, log=print, *, command: str = "train") ->
     here and returns rank 0's result (``train.distributed.launch``).
     """
     options.check()
-    if _launches_workers(options):
+    if launch_module.launches_workers(options):
         prefix = f"{options.model}-{_dataset_label(options.data)}" if command == "train" else command
         out = Path(options.out) if options.out else default_run_path(prefix)
         check_run_dir_free(out)
@@ -141,71 +141,14 @@ def _silent(_line: str) -> None:
     pass
 
 
-def _launches_workers(options: TrainOptions) -> bool:
-    """True for a PyTorch run on several devices (or hosts) in the process
-    the user started: it starts the workers instead of training."""
-    if backend.NAME != "torch" or distributed.engine_launched():
-        return False
-    hosts = distributed.hosts_of(options)
-    return hosts is not None or launch_module.process_count(options.devices, hosts) > 1
-
-
 def _run_in_workers(payload: dict, options: TrainOptions, log) -> TrainResult:
-    hosts = distributed.hosts_of(options)
-    processes = launch_module.process_count(options.devices, hosts)
-    world = processes * (hosts.num_processes if hosts else 1)
-    distributed.check_batch(options.batch_size, Topology(replicas=world))
-    log(f"starting {processes} torch worker processes" + (f" on host {hosts.process_id} of "
-                                                           f"{hosts.num_processes}" if hosts else ""))
-    payload.update(command_line=config.command_line_process, backend_choice=config.backend_choice)
-    run_dir = payload.get("run_dir") or payload["options"]["out"]
-    result = launch_module.launch(payload, processes=processes, hosts=hosts, timeout=options.peer_timeout,
-                                  run_dir=run_dir)
-    if result is None:  # this host ran no rank 0
-        return TrainResult(Path(run_dir), "torch", {}, chief=False)
+    """The run as PyTorch worker processes (``train.distributed.launch``);
+    rank 0's result, or an empty one on a host without rank 0."""
+    result = launch_module.run_in_workers(payload, options, log, command_line=config.command_line_process,
+                                          backend_choice=config.backend_choice)
+    if result is None:
+        return TrainResult(Path(payload.get("run_dir") or payload["options"]["out"]), "torch", {}, chief=False)
     return TrainResult(Path(result["run_dir"]), result["backend"], result["metrics"])
-
-
-def worker_main(payload: dict) -> dict | None:
-    """One worker process of a PyTorch run on several devices
-    (``train.distributed.worker``): trains (or resumes) as the launching
-    command would; returns rank 0's result (None elsewhere), and exits with
-    the command's error code on failure, so the launcher stops the others."""
-    import os
-    import sys
-
-    if payload.get("command_line"):
-        config.start_command_line_process()
-    config.use_backend("torch", reason=payload.get("backend_choice"))
-    chief = os.environ.get("RANK", "0") == "0"
-    if not chief:
-        payload.pop("result_path", None)
-    quiet = payload["options"]["quiet"] if payload["kind"] == "train" else payload["quiet"]
-    log = print if chief and not quiet else _silent
-    try:
-        if payload["kind"] == "train":
-            options = TrainOptions(**payload["options"])
-            result = run_training(options, log=log, command=payload["command"])
-        else:
-            result = resume_training(payload["run_dir"], given=payload["given"], quiet=payload["quiet"],
-                                     log=log)
-    except PortaclassError as error:
-        if chief or not isinstance(error, (UsageError, TrainingFailed, TrainingStopped)):
-            from portaclass.cli import cli_flag
-
-            message = error.with_flags(cli_flag) if isinstance(error, UsageError) else str(error)
-            where = "" if chief else f" (rank {os.environ.get('RANK')})"
-            print(f"error{where}: {message}", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(error.exit_code)  # a plain exit would wait on the process group's threads
-    except Exception as error:  # a peer lost mid-collective (gloo), or a bug: named, one line
-        if os.environ.get("PORTACLASS_DEBUG") == "1":
-            raise
-        launch_module.report_worker_error(error)
-        os._exit(1)
-    if not chief:
-        return None
-    return {"run_dir": str(result.run_dir), "backend": result.backend, "metrics": result.metrics}
 
 
 def resume_training(run_dir, *, given: dict | None = None, quiet: bool = False, log=print) -> TrainResult:
@@ -223,7 +166,7 @@ def resume_training(run_dir, *, given: dict | None = None, quiet: bool = False, 
     options = replace(_options_of(run, quiet), **placement)
     _check_no_contradiction(run, options, given)
     options.check()
-    if _launches_workers(options):
+    if launch_module.launches_workers(options):
         return _run_in_workers({"kind": "resume", "run_dir": str(run.path), "quiet": quiet,
                                 "given": {**given, **placement}}, options, log)
     topology = distributed.start(options, log)

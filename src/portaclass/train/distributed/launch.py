@@ -24,7 +24,14 @@ import uuid
 
 from portaclass import config
 from portaclass.errors import PortaclassError
-from portaclass.train.distributed import DistributedError, Hosts
+from portaclass.train.distributed import (
+    DistributedError,
+    Hosts,
+    Topology,
+    check_batch,
+    engine_launched,
+    hosts_of,
+)
 from portaclass.train.distributed.visible import too_many
 
 
@@ -32,6 +39,29 @@ class WorkersInterrupted(PortaclassError):
     """Ctrl-C during a run of several workers: exit code 130, as on one device."""
 
     exit_code = 130
+
+
+def launches_workers(options) -> bool:
+    """True for a PyTorch run on several devices (or hosts) in the process
+    the user started: it starts the workers instead of training."""
+    if config.active_backend() != "torch" or engine_launched():
+        return False
+    hosts = hosts_of(options)
+    return hosts is not None or process_count(options.devices, hosts) > 1
+
+
+def run_in_workers(payload: dict, options, log, *, command_line: bool, backend_choice: str | None):
+    """Start this host's workers for ``payload`` (a run or a resume, see
+    ``worker.py``) and wait for them; rank 0's result or None."""
+    hosts = hosts_of(options)
+    processes = process_count(options.devices, hosts)
+    world = processes * (hosts.num_processes if hosts else 1)
+    check_batch(options.batch_size, Topology(replicas=world))
+    log(f"starting {processes} torch worker processes" + (f" on host {hosts.process_id} of "
+                                                           f"{hosts.num_processes}" if hosts else ""))
+    payload = {**payload, "command_line": command_line, "backend_choice": backend_choice}
+    run_dir = payload.get("run_dir") or payload["options"]["out"]
+    return launch(payload, processes=processes, hosts=hosts, timeout=options.peer_timeout, run_dir=run_dir)
 
 
 def process_count(devices, hosts: Hosts | None) -> int:
