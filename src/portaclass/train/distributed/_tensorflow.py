@@ -23,6 +23,10 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+# The backend module splits the CPU into PORTACLASS_CPU_DEVICES logical
+# devices at import, which TensorFlow takes only before its runtime starts:
+# it must come before the device queries below.
+import portaclass.backend  # noqa: F401
 from portaclass.errors import UsageError
 from portaclass.train.distributed import Hosts, Topology
 from portaclass.train.distributed.visible import too_many
