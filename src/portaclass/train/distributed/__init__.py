@@ -5,9 +5,9 @@ One interface, one module per engine, as ``portaclass.backend`` does it:
 
 * JAX: ``keras.distribution.DataParallel`` over a device mesh; several
   hosts join with ``jax.distributed.initialize`` (``_jax.py``);
-* TensorFlow: ``tf.distribute.MirroredStrategy`` over this host's devices
-  (``_tensorflow.py``; several hosts are refused: Keras 3's ``fit`` fails
-  under ``MultiWorkerMirroredStrategy``);
+* TensorFlow: ``tf.distribute.MirroredStrategy`` over this host's devices,
+  ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names several workers
+  (``_tensorflow.py``);
 * PyTorch: ``DistributedDataParallel``, one process per device, started by
   torch's elastic launcher (what ``torchrun`` runs) with gloo on CPU and
   NCCL on GPU (``_torch.py``, ``launch.py``).
@@ -49,6 +49,9 @@ class Topology:
     process_index: int = 0
     device_kind: str = "cpu"
     engine: str = ""
+    # True where the engine hands each process its share of the global batch
+    # itself (tf.distribute over several workers): every process reads whole batches
+    engine_shards: bool = False
 
     @property
     def chief(self) -> bool:
@@ -57,6 +60,8 @@ class Topology:
     @property
     def shard(self) -> tuple[int, int, int]:
         """(process index, processes, replicas) for ``data.pipeline.Shard``."""
+        if self.engine_shards:
+            return 0, 1, self.replicas
         return self.process_index, self.processes, self.replicas
 
     @property
@@ -159,7 +164,7 @@ def start(options, log) -> Topology:
         return Topology()
     if config.active_backend() == "torch" and not engine_launched():
         return Topology()  # --devices all on one visible device: no workers were started
-    topology = engine().start(devices or "all" if hosts else devices or 1, hosts)
+    topology = engine().start(devices or "all" if hosts else devices or 1, hosts, options.peer_timeout)
     if topology.chief and topology.parallel:
         log(topology.describe(options.batch_size))
     return topology

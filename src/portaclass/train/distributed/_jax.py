@@ -25,7 +25,7 @@ from portaclass.train.distributed.visible import too_many
 ENGINE = "keras.distribution.DataParallel"
 
 
-def start(devices, hosts: Hosts | None) -> Topology:
+def start(devices, hosts: Hosts | None, timeout: float) -> Topology:
     if hosts is not None:
         _join(hosts)
     local = jax.local_devices()

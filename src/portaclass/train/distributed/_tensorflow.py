@@ -1,13 +1,12 @@
-"""TensorFlow: ``tf.distribute.MirroredStrategy``.
+"""TensorFlow: ``tf.distribute.MirroredStrategy``; several hosts:
+``MultiWorkerMirroredStrategy``, which reads the cluster from ``TF_CONFIG``.
 
 The model is built and compiled inside the strategy's scope, so every
 variable is a ``MirroredVariable`` with one copy per device; Keras' trainer
-splits each batch over the replicas and all-reduces the gradients.
-
-Several hosts (``MultiWorkerMirroredStrategy``, ``TF_CONFIG``) are refused:
-Keras 3.15's TensorFlow trainer reduces each step's scalar logs across
-workers along axis 0 and fails (tensorflow/tensorflow#72388, measured here
-with two workers over 127.0.0.1).
+splits each batch over the replicas and all-reduces the gradients. Over
+several workers every worker reads the whole global batch and tf.distribute
+hands each replica its share (auto-sharding by data), as one device would
+read it: 1.5e-7 from a one-device run (docs/distributed.md).
 
 BatchNorm's moving statistics are per replica in tf.distribute (each copy
 sees its own share of the batch); ``average_statistics`` makes them one
@@ -18,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import types
 import zlib
 
 import numpy as np
@@ -29,30 +29,48 @@ import tensorflow as tf
 import portaclass.backend  # noqa: F401
 from portaclass.errors import UsageError
 from portaclass.train.distributed import Hosts, Topology
+from portaclass.train.distributed.rendezvous import roll_call
 from portaclass.train.distributed.visible import too_many
 
 ENGINE = "tf.distribute.MirroredStrategy"
 _strategy = None
 
 
-def _cluster_workers() -> int:
+def cluster_hosts(timeout: float) -> Hosts | None:
+    """The workers ``TF_CONFIG`` names, as ``Hosts`` (worker 0, or the chief,
+    at the front), or None for a one-host run."""
     try:
-        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     except json.JSONDecodeError as error:
         raise UsageError(f"TF_CONFIG is not valid JSON ({error})") from None
-    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    cluster, task = config.get("cluster", {}), config.get("task", {})
+    addresses = list(cluster.get("chief", [])) + list(cluster.get("worker", []))
+    if len(addresses) < 2:
+        return None
+    index = int(task.get("index", 0))
+    if task.get("type") == "worker":
+        index += len(cluster.get("chief", []))
+    elif task.get("type") != "chief":
+        raise UsageError(f"TF_CONFIG: task type {task.get('type')!r}: portaclass runs chief and worker tasks")
+    return Hosts(addresses[0], len(addresses), index, timeout)
 
 
-def start(devices, hosts: Hosts | None) -> Topology:
+def start(devices, hosts: Hosts | None, timeout: float) -> Topology:
     global _strategy
-    workers = _cluster_workers()
-    if hosts is not None or workers > 1:
-        where = f"TF_CONFIG names {workers} workers" if workers > 1 else "--coordinator is given"
-        raise UsageError(
-            f"{where}, but TensorFlow trains on one host only: Keras 3's fit fails under "
-            "MultiWorkerMirroredStrategy (its scalar logs are reduced along an axis they do not have, "
-            "tensorflow/tensorflow#72388); train over several hosts with --backend jax or torch "
-            "(portaclass train --distributed-help)")
+    if hosts is not None:
+        raise UsageError.for_option("coordinator", "is for JAX and torch: TensorFlow's workers meet as "
+                                    "TF_CONFIG says (portaclass train --distributed-help --backend tensorflow)")
+    cluster = cluster_hosts(timeout)
+    if cluster is not None:
+        # A missing worker would leave the strategy waiting without a bound;
+        # the roll call at worker 0's address names it. Before the strategy
+        # starts the runtime, as it requires.
+        roll_call(cluster)
+        _strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        kind = "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
+        return Topology(replicas=_strategy.num_replicas_in_sync, processes=cluster.num_processes,
+                        process_index=cluster.process_id, device_kind=kind,
+                        engine="tf.distribute.MultiWorkerMirroredStrategy", engine_shards=True)
     gpus = tf.config.list_logical_devices("GPU")
     local = gpus or tf.config.list_logical_devices("CPU")
     kind = "gpu" if gpus else "cpu"
@@ -79,6 +97,19 @@ def prepare(model) -> None:
     ``tf.distribute.get_strategy()``), and ``build_before_fit`` has built
     the model from batch 0 already."""
     model._distribute_strategy = None
+    if isinstance(_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Keras 3.15 reduces each step's logs across workers with a mean along
+        # axis 0, which scalars lack ("Invalid reduction dimension 0",
+        # tensorflow/tensorflow#72388): the steps return them as 1-vectors.
+        for name in ("train_step", "test_step"):
+            setattr(model, name, types.MethodType(_vector_logs(getattr(type(model), name)), model))
+
+
+def _vector_logs(step):
+    def step_with_vector_logs(self, data):
+        return {name: tf.reshape(value, [1]) for name, value in step(self, data).items()}
+
+    return step_with_vector_logs
 
 
 def _replica_statistics(model) -> list:
@@ -86,27 +117,48 @@ def _replica_statistics(model) -> list:
             if isinstance(v.value, tf.distribute.DistributedValues) and v.dtype.startswith("float")]
 
 
+_graphs: dict = {}
+
+
+def _per_replica(key, fn, *args):
+    """``fn(*args)`` on every replica, as one graph per ``key`` (tf.distribute
+    warns that eager collectives are slow, and tf.function that retracing is)."""
+    if key not in _graphs:
+        _graphs[key] = tf.function(lambda *inputs: _strategy.run(fn, args=inputs))
+    return _graphs[key](*args)
+
+
 def average_statistics(model) -> None:
     """Each non-trainable float variable (BatchNorm's moving mean and
-    variance) takes the mean of its replicas' values."""
-    for variable in _replica_statistics(model):
-        copies = variable.value.values
-        mean = tf.add_n([tf.identity(c) for c in copies]) / len(copies)
-        variable.value.assign(mean)
+    variance) takes the mean of its replicas' values, on every worker."""
+    statistics = _replica_statistics(model)
+    if not statistics:
+        return
+    copies = _per_replica(("statistics", id(model)), lambda: [tf.identity(v.value) for v in statistics])
+    for variable, value in zip(statistics, copies):
+        variable.value.assign(_strategy.reduce("MEAN", value, axis=None))
 
 
 def unsynced_variables(model) -> list[str]:
-    out = []
+    """Variables whose copies differ, on this worker's devices or between
+    workers (a CRC32 per variable, gathered over the replicas)."""
     extra = list(model.optimizer.variables) if model.optimizer is not None else []
-    for variable in list(model.variables) + extra:
+    variables = list(model.variables) + extra
+    out, prints = set(), []
+    for variable in variables:
         value = variable.value
         copies = value.values if isinstance(value, tf.distribute.DistributedValues) else (value,)
-        prints = {zlib.crc32(np.ascontiguousarray(c.numpy()).tobytes()) for c in copies}
-        if len(prints) > 1:
-            out.append(variable.path)
-    return out
+        crcs = {zlib.crc32(np.ascontiguousarray(c.numpy()).tobytes()) for c in copies}
+        if len(crcs) > 1:
+            out.add(variable.path)
+        prints.append(min(crcs))
+    mine = tf.constant([prints], dtype=tf.int64)
+    every = _strategy.gather(_per_replica("fingerprints", tf.identity, mine), axis=0).numpy()
+    out.update(v.path for i, v in enumerate(variables) if len(set(every[:, i].tolist())) > 1)
+    return sorted(out)
 
 
 def finish(clean: bool = False) -> None:
     global _strategy
     _strategy = None
+    _graphs.clear()

@@ -33,7 +33,7 @@ from portaclass.train.distributed import DistributedError, Hosts, Topology
 ENGINE = "torch DistributedDataParallel"
 
 
-def start(devices, hosts: Hosts | None) -> Topology:
+def start(devices, hosts: Hosts | None, timeout: float) -> Topology:
     """Join the process group this process was launched into."""
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))

@@ -28,9 +28,10 @@ torchrun --nnodes 2 --nproc-per-node 8 --node-rank K --master-addr HOST0 --maste
     "tensorflow": """\
 # one host: tf.distribute.MirroredStrategy over its devices
 {one_host}
-# several hosts: not on TensorFlow. Keras 3's fit fails under MultiWorkerMirroredStrategy
-# (TF_CONFIG; tensorflow/tensorflow#72388): use --backend jax or torch for several hosts,
-# e.g. portaclass train --distributed-help --backend jax""",
+# several hosts: MultiWorkerMirroredStrategy reads TF_CONFIG; set it on each host with its
+# own index (worker 0 writes the run), then run the same command everywhere
+export TF_CONFIG='{{"cluster": {{"worker": ["HOST0:12345", "HOST1:12345"]}}, "task": {{"type": "worker", "index": 0}}}}'
+portaclass train --backend tensorflow --data DATA""",
 }
 
 _COMMON = """\

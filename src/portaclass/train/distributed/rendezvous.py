@@ -2,10 +2,12 @@
 
 JAX's coordination service ends the process with a C++ check failure (and
 a page of stack trace) when a peer never registers, after its own timeout.
-So the processes first meet here, over plain TCP on the port after the
-coordinator's: process 0 waits for every other one to report, then tells
-them all to go; a process that is missing by ``timeout`` is named in a
-one-line error and nothing has started yet.
+So the processes first meet here, over plain TCP on the coordinator's own
+port before the engine takes it: process 0 waits for every other one to
+report, then tells them all to go; a process that is missing by
+``timeout`` is named in a one-line error and nothing has started yet.
+(TensorFlow's MultiWorkerMirroredStrategy waits for missing workers without
+a bound: it meets here too, at worker 0's address.)
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ def roll_call(hosts: Hosts) -> None:
     host, port = hosts.address
     deadline = time.monotonic() + hosts.timeout
     if hosts.process_id == 0:
-        _host_roll_call(port + 1, hosts, deadline)
+        _host_roll_call(port, hosts, deadline)
     else:
-        _answer_roll_call(host, port + 1, hosts, deadline)
+        _answer_roll_call(host, port, hosts, deadline)
 
 
 def _host_roll_call(port: int, hosts: Hosts, deadline: float) -> None:
@@ -67,5 +69,5 @@ def _answer_roll_call(host: str, port: int, hosts: Hosts, deadline: float) -> No
         if time.monotonic() >= deadline:
             raise DistributedError(
                 f"process {hosts.process_id}: process 0 did not call the roll at {host}:{port} within "
-                f"{hosts.timeout:g} s (--peer-timeout; is --coordinator right, and is process 0 running?)")
+                f"{hosts.timeout:g} s (--peer-timeout; is its address right, and is it running?)")
         time.sleep(0.2)
