@@ -65,14 +65,15 @@ def run_in_workers(payload: dict, options, log, *, command_line: bool, backend_c
 
 
 def process_count(devices, hosts: Hosts | None) -> int:
-    """Processes to start on this host: one per device asked for."""
+    """Processes to start on this host: one per device asked for (a host of
+    a run over several uses all of its devices unless told otherwise, as on JAX)."""
     import torch
 
     if torch.cuda.is_available():
         visible = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     else:
         visible = [f"cpu:{i}" for i in range(config.cpu_devices())]
-    count = len(visible) if devices == "all" else devices or 1
+    count = len(visible) if devices == "all" or (devices is None and hosts) else devices or 1
     if count > len(visible):
         raise too_many(count, visible)
     return count
