@@ -178,10 +178,17 @@ def test_distributed_help_prints_the_launch_lines_of_the_backend(backend):
     assert expected in lines
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (held open together while chosen, so
+    the kernel cannot hand out one twice)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 HOSTS = ["--data", "digits", "--image-size", "16", "--channels", "1", "--epochs", "2", "--batch-size", "64",
@@ -202,7 +209,7 @@ def host_options(backend: str, index: int, count: int, ports: list[int]) -> tupl
 @pytest.mark.cross
 @pytest.mark.parametrize("backend", ["jax", "torch", "tensorflow"])
 def test_two_processes_over_loopback_train_as_two_hosts(tmp_path, backend):
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     processes = []
     for i in (0, 1):
         flags_, env = host_options(backend, i, 2, ports)
@@ -223,7 +230,7 @@ def test_two_processes_over_loopback_train_as_two_hosts(tmp_path, backend):
 @pytest.mark.cross
 @pytest.mark.parametrize("backend", ["jax", "torch", "tensorflow"])
 def test_a_host_whose_peers_never_arrive_gives_up_after_the_timeout(tmp_path, backend):
-    flags_, env = host_options(backend, 0, 2, [free_port(), free_port()])
+    flags_, env = host_options(backend, 0, 2, free_ports(2))
     result = run_cli(["train", "--data", "digits", *flags_, "--peer-timeout", "3", "--out", str(tmp_path / "run")],
                      backend, timeout=120, **env)
     assert result.returncode == 1, result.stderr[-2000:]
