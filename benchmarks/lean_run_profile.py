@@ -93,13 +93,13 @@ def instrument(timer: PhaseTimer) -> None:
     """Time the runner's steps; modules behind lazy handles are wrapped as they load."""
     from portaclass import _lazy
     from portaclass.run import Run
-    from portaclass.train import options, runner
+    from portaclass.train import options, runner, session
 
     timer.wrap(runner, "run_training", "run_training")
     timer.wrap(options.TrainOptions, "check", "option checks (models registry)")
-    timer.wrap(runner.TrainingSession, "load_data", "dataset: scan + bad-file pre-pass")
-    timer.wrap(runner.TrainingSession, "build_model", "model build (resnet18, seeded init)")
-    timer.wrap(runner, "_score", "final evaluation (held-out split)")
+    timer.wrap(session.TrainingSession, "load_data", "dataset: scan + bad-file pre-pass")
+    timer.wrap(session.TrainingSession, "build_model", "model build (resnet18, seeded init)")
+    timer.wrap(session, "_score", "final evaluation (held-out split)")
     timer.wrap(Run, "create", "run folder: splits, config.json, env.json", static=True)
     for method in ("write_dataset_files", "write_config", "write_env"):
         timer.wrap(Run, method, "run folder: splits, config.json, env.json")

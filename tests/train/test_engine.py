@@ -14,7 +14,8 @@ import pytest
 
 from portaclass.errors import UsageError
 from portaclass.run import Run
-from portaclass.train.runner import TrainingFailed, run_training
+from portaclass.train.runner import run_training
+from portaclass.train.session import TrainingFailed
 
 
 def quiet_log(_line):

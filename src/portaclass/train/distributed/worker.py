@@ -30,12 +30,8 @@ def run_worker(payload: dict) -> dict | None:
     from portaclass.errors import PortaclassError, UsageError
     from portaclass.train.distributed.launch import report_worker_error
     from portaclass.train.options import TrainOptions
-    from portaclass.train.runner import (
-        TrainingFailed,
-        TrainingStopped,
-        resume_training,
-        run_training,
-    )
+    from portaclass.train.runner import resume_training, run_training
+    from portaclass.train.session import TrainingFailed, TrainingStopped
 
     chief = os.environ.get("RANK", "0") == "0"
     quiet = payload["options"]["quiet"] if payload["kind"] == "train" else payload["quiet"]
