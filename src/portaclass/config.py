@@ -135,8 +135,8 @@ def use_backend(name: str | None = None, *, reason: str | None = None) -> str:
     # output, on its own backend or when --tensorboard loads it under another;
     # the user's own setting wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if backend == "jax" and cpu_devices() > 1:
-        _split_jax_cpu(cpu_devices())
+    if backend == "jax" and (count := cpu_devices()) > 1:
+        _split_jax_cpu(count)
     _chosen = backend
     return backend
 

@@ -41,12 +41,13 @@ def run_training(options: TrainOptions, log=print, *, command: str = "train") ->
     here and returns rank 0's result (``train.distributed.launch``).
     """
     options.check()
-    if launch_module.launches_workers(options):
+    workers = launch_module.workers_to_start(options)
+    if workers:
         prefix = f"{options.model}-{_dataset_label(options.data)}" if command == "train" else command
         out = Path(options.out) if options.out else default_run_path(prefix)
         check_run_dir_free(out)
         return _run_in_workers({"kind": "train", "command": command,
-                                "options": {**vars(replace(options, out=str(out)))}}, options, log)
+                                "options": {**vars(replace(options, out=str(out)))}}, options, workers, log)
     start = time.perf_counter()
     preprocessing, size, channels = _input_spec(options)
     topology = distributed.start(options, log)
@@ -100,10 +101,11 @@ def _silent(_line: str) -> None:
     pass
 
 
-def _run_in_workers(payload: dict, options: TrainOptions, log) -> TrainResult:
+def _run_in_workers(payload: dict, options: TrainOptions, workers: int, log) -> TrainResult:
     """The run as PyTorch worker processes (``train.distributed.launch``);
     rank 0's result, or an empty one on a host without rank 0."""
-    result = launch_module.run_in_workers(payload, options, log, command_line=config.command_line_process,
+    result = launch_module.run_in_workers(payload, options, workers, log,
+                                          command_line=config.command_line_process,
                                           backend_choice=config.backend_choice)
     if result is None:
         return TrainResult(Path(payload.get("run_dir") or payload["options"]["out"]), "torch", {}, chief=False)
@@ -125,9 +127,10 @@ def resume_training(run_dir, *, given: dict | None = None, quiet: bool = False, 
     options = replace(_options_of(run, quiet), **placement)
     _check_no_contradiction(run, options, given)
     options.check()
-    if launch_module.launches_workers(options):
+    workers = launch_module.workers_to_start(options)
+    if workers:
         return _run_in_workers({"kind": "resume", "run_dir": str(run.path), "quiet": quiet,
-                                "given": {**given, **placement}}, options, log)
+                                "given": {**given, **placement}}, options, workers, log)
     topology = distributed.start(options, log)
     if not topology.chief:  # reads the chief's checkpoint, writes into a copy of the run
         log, options = _silent, replace(options, quiet=True)

@@ -23,15 +23,15 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import zlib
 from dataclasses import dataclass
+
+import numpy as np
 
 from portaclass import checks, config
 from portaclass.errors import PortaclassError, UsageError
 
 SCALE_LR = ("linear",)
-DEFAULT_PEER_TIMEOUT = 300.0
-ENGINES = {"jax": "keras.distribution.DataParallel", "tensorflow": "tf.distribute.MirroredStrategy",
-           "torch": "torch DistributedDataParallel"}
 
 
 class DistributedError(PortaclassError):
@@ -84,7 +84,7 @@ class Hosts:
     coordinator: str
     num_processes: int
     process_id: int
-    timeout: float = DEFAULT_PEER_TIMEOUT
+    timeout: float
 
     @property
     def address(self) -> tuple[str, int]:
@@ -126,7 +126,6 @@ def hosts_of(options) -> Hosts | None:
     checks.at_least("num_processes", count, 1)
     if not 0 <= index < count:
         raise UsageError.for_option("process_id", f"must be 0 to {count - 1} for {count} processes; received {index}")
-    checks.positive("peer_timeout", options.peer_timeout)
     return Hosts(coordinator, count, index, float(options.peer_timeout))
 
 
@@ -140,13 +139,13 @@ def _env_int(name: str) -> int | None:
 
 
 def check_options(options) -> None:
-    """What can be checked before the framework loads (``TrainOptions.check``)."""
-    devices = parse_devices(options.devices)
+    """What can be checked before the framework loads (``TrainOptions.check``;
+    ``devices`` is parsed when the options are made)."""
     if options.scale_lr is not None:
         checks.choice("scale_lr", options.scale_lr, SCALE_LR)
     checks.positive("peer_timeout", options.peer_timeout)
     hosts = hosts_of(options)
-    if (devices not in (None, 1) or hosts) and options.runs_lr_find:
+    if (options.devices not in (None, 1) or hosts) and options.runs_lr_find:
         raise UsageError.for_option("lr_find", "runs on one device: find the rate with a one-device run "
                                     "(--lr-find), then train on several with --lr")
 
@@ -159,7 +158,7 @@ def engine():
 def start(options, log) -> Topology:
     """Join the run's processes and choose its devices; a one-device run
     gets ``Topology()``. Call before anything builds a model."""
-    devices, hosts = parse_devices(options.devices), hosts_of(options)
+    devices, hosts = options.devices, hosts_of(options)
     if devices in (None, 1) and hosts is None and not engine_launched():
         return Topology()
     if config.active_backend() == "torch" and not engine_launched():
@@ -178,6 +177,24 @@ def engine_launched() -> bool:
     if backend == "torch":
         return "TORCHELASTIC_RUN_ID" in os.environ
     return backend == "tensorflow" and bool(os.environ.get("TF_CONFIG"))
+
+
+def state_variables(model) -> list:
+    """What replicas must agree on: the model's variables and the optimizer's."""
+    extra = list(model.optimizer.variables) if model.optimizer is not None else []
+    return list(model.variables) + extra
+
+
+def fingerprint(array) -> int:
+    """A CRC32 of an array's bytes: replicas are compared bit for bit."""
+    return zlib.crc32(np.ascontiguousarray(array).tobytes())
+
+
+def differing(variables: list, fingerprints) -> list[str]:
+    """Paths of ``variables`` whose fingerprints differ between the rows of
+    ``fingerprints`` (one row per replica or process)."""
+    rows = [list(row) for row in fingerprints]
+    return [v.path for i, v in enumerate(variables) if len({row[i] for row in rows}) > 1]
 
 
 def check_batch(batch_size: int, topology: Topology) -> None:

@@ -11,14 +11,13 @@ batch (``auto_shard_dataset=False``: the pipeline shards itself).
 from __future__ import annotations
 
 import contextlib
-import zlib
 
 import jax
 import keras
 import numpy as np
 
 from portaclass.errors import UsageError
-from portaclass.train.distributed import Hosts, Topology
+from portaclass.train.distributed import Hosts, Topology, differing, fingerprint, state_variables
 from portaclass.train.distributed.rendezvous import roll_call
 from portaclass.train.distributed.visible import too_many
 
@@ -73,24 +72,16 @@ def average_statistics(model) -> None:
 
 def unsynced_variables(model) -> list[str]:
     """Variables whose replicas differ, on this host or between hosts."""
-    variables = _all_variables(model)
-    out, prints = [], []
-    for variable in variables:
-        shards = [np.asarray(shard.data) for shard in variable.value.addressable_shards]
-        if any(not np.array_equal(shards[0], other, equal_nan=True) for other in shards[1:]):
-            out.append(variable.path)
-        prints.append(zlib.crc32(np.ascontiguousarray(shards[0]).tobytes()))
+    variables = state_variables(model)
+    # each variable's copies on this host, then one row per host
+    local = [[fingerprint(np.asarray(shard.data)) for shard in v.value.addressable_shards] for v in variables]
+    out = {v.path for v, prints in zip(variables, local) if len(set(prints)) > 1}
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
-        every = np.asarray(multihost_utils.process_allgather(np.asarray(prints, dtype=np.int64)))
-        out += [v.path for i, v in enumerate(variables) if len(set(every[:, i].tolist())) > 1]
-    return sorted(set(out))
-
-
-def _all_variables(model) -> list:
-    extra = list(model.optimizer.variables) if model.optimizer is not None else []
-    return list(model.variables) + extra
+        mine = np.asarray([row[0] for row in local], dtype=np.int64)
+        out.update(differing(variables, np.asarray(multihost_utils.process_allgather(mine)).tolist()))
+    return sorted(out)
 
 
 def finish(clean: bool = False) -> None:

@@ -18,9 +18,7 @@ from __future__ import annotations
 import json
 import os
 import types
-import zlib
 
-import numpy as np
 import tensorflow as tf
 
 # The backend module splits the CPU into PORTACLASS_CPU_DEVICES logical
@@ -28,7 +26,7 @@ import tensorflow as tf
 # it must come before the device queries below.
 import portaclass.backend  # noqa: F401
 from portaclass.errors import UsageError
-from portaclass.train.distributed import Hosts, Topology
+from portaclass.train.distributed import Hosts, Topology, differing, fingerprint, state_variables
 from portaclass.train.distributed.rendezvous import roll_call
 from portaclass.train.distributed.visible import too_many
 
@@ -134,7 +132,10 @@ def average_statistics(model) -> None:
     statistics = _replica_statistics(model)
     if not statistics:
         return
-    copies = _per_replica(("statistics", id(model)), lambda: [tf.identity(v.value) for v in statistics])
+    # keyed by the variables: a frozen base's BatchNorm scale and offset are
+    # among them in phase 1 and not in phase 2
+    key = ("statistics",) + tuple(id(v) for v in statistics)
+    copies = _per_replica(key, lambda: [tf.identity(v.value) for v in statistics])
     for variable, value in zip(statistics, copies):
         variable.value.assign(_strategy.reduce("MEAN", value, axis=None))
 
@@ -142,20 +143,18 @@ def average_statistics(model) -> None:
 def unsynced_variables(model) -> list[str]:
     """Variables whose copies differ, on this worker's devices or between
     workers (a CRC32 per variable, gathered over the replicas)."""
-    extra = list(model.optimizer.variables) if model.optimizer is not None else []
-    variables = list(model.variables) + extra
-    out, prints = set(), []
-    for variable in variables:
-        value = variable.value
-        copies = value.values if isinstance(value, tf.distribute.DistributedValues) else (value,)
-        crcs = {zlib.crc32(np.ascontiguousarray(c.numpy()).tobytes()) for c in copies}
-        if len(crcs) > 1:
-            out.add(variable.path)
-        prints.append(min(crcs))
-    mine = tf.constant([prints], dtype=tf.int64)
-    every = _strategy.gather(_per_replica("fingerprints", tf.identity, mine), axis=0).numpy()
-    out.update(v.path for i, v in enumerate(variables) if len(set(every[:, i].tolist())) > 1)
+    variables = state_variables(model)
+    # each variable's copies on this worker, then one row per replica of the cluster
+    local = [[fingerprint(copy.numpy()) for copy in _copies(v.value)] for v in variables]
+    out = {v.path for v, prints in zip(variables, local) if len(set(prints)) > 1}
+    mine = tf.constant([[row[0] for row in local]], dtype=tf.int64)
+    out.update(differing(variables, _strategy.gather(_per_replica("fingerprints", tf.identity, mine),
+                                                     axis=0).numpy().tolist()))
     return sorted(out)
+
+
+def _copies(value) -> tuple:
+    return value.values if isinstance(value, tf.distribute.DistributedValues) else (value,)
 
 
 def finish(clean: bool = False) -> None:

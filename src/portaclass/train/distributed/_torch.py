@@ -18,17 +18,23 @@ plain Keras model). What DDP leaves per process is evened out here:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import types
-import zlib
 
 import keras
-import numpy as np
 import torch
 import torch.distributed as dist
 
-from portaclass.train.distributed import DistributedError, Hosts, Topology
+from portaclass.train.distributed import (
+    DistributedError,
+    Hosts,
+    Topology,
+    differing,
+    fingerprint,
+    state_variables,
+)
 
 ENGINE = "torch DistributedDataParallel"
 
@@ -40,7 +46,6 @@ def start(devices, hosts: Hosts | None, timeout: float) -> Topology:
     gpu = torch.cuda.is_available()
     if gpu:
         torch.cuda.set_device(local_rank)
-    timeout = float(os.environ.get("PORTACLASS_PEER_TIMEOUT", hosts.timeout if hosts else 300))
     if not dist.is_initialized():
         try:
             dist.init_process_group("nccl" if gpu else "gloo", timeout=datetime.timedelta(seconds=timeout))
@@ -53,8 +58,6 @@ def start(devices, hosts: Hosts | None, timeout: float) -> Topology:
 
 
 def scope():
-    import contextlib
-
     return contextlib.nullcontext()
 
 
@@ -97,13 +100,8 @@ def _global_metrics(local_result):
         if not variables:
             return local_result(self)
         mine = [v.value.detach().clone() for v in variables]
-        flat = torch.cat([m.reshape(-1).to(torch.float64) for m in mine])
-        dist.all_reduce(flat)
-        offset = 0
-        for variable, value in zip(variables, mine):
-            size = value.numel()
-            variable.assign(flat[offset:offset + size].reshape(value.shape).to(value.dtype))
-            offset += size
+        for variable, total in zip(variables, _summed(mine)):
+            variable.assign(total)
         try:
             return local_result(self)
         finally:
@@ -113,26 +111,35 @@ def _global_metrics(local_result):
     return get_metrics_result
 
 
+def _summed(tensors: list) -> list:
+    """Each tensor summed over the processes, in one all-reduce."""
+    flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors])
+    dist.all_reduce(flat)
+    out, offset = [], 0
+    for tensor in tensors:
+        out.append(flat[offset:offset + tensor.numel()].reshape(tensor.shape).to(tensor.dtype))
+        offset += tensor.numel()
+    return out
+
+
 def average_statistics(model) -> None:
     """Non-trainable float variables (BatchNorm's moving statistics) take
     the mean over the processes."""
+    statistics = [v for v in model.non_trainable_variables if v.dtype.startswith("float")]
+    if not statistics:
+        return
     world = dist.get_world_size()
     with torch.no_grad():
-        for variable in model.non_trainable_variables:
-            if variable.dtype.startswith("float"):
-                value = variable.value.detach().clone()
-                dist.all_reduce(value)
-                variable.assign(value / world)
+        for variable, total in zip(statistics, _summed([v.value for v in statistics])):
+            variable.assign(total / world)
 
 
 def unsynced_variables(model) -> list[str]:
-    extra = list(model.optimizer.variables) if model.optimizer is not None else []
-    variables = list(model.variables) + extra
-    prints = [zlib.crc32(np.ascontiguousarray(keras.ops.convert_to_numpy(v.value)).tobytes())
-              for v in variables]
+    variables = state_variables(model)
+    prints = [fingerprint(keras.ops.convert_to_numpy(v.value)) for v in variables]
     every = [None] * dist.get_world_size()
     dist.all_gather_object(every, prints)
-    return [v.path for i, v in enumerate(variables) if len({p[i] for p in every}) > 1]
+    return differing(variables, every)
 
 
 def finish(clean: bool = False) -> None:

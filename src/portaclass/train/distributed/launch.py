@@ -41,20 +41,22 @@ class WorkersInterrupted(PortaclassError):
     exit_code = 130
 
 
-def launches_workers(options) -> bool:
-    """True for a PyTorch run on several devices (or hosts) in the process
-    the user started: it starts the workers instead of training."""
+def workers_to_start(options) -> int:
+    """How many worker processes the process the user started must launch
+    instead of training: 0 unless the run is PyTorch on several devices (or
+    hosts) and no launcher started this process."""
     if config.active_backend() != "torch" or engine_launched():
-        return False
-    hosts = hosts_of(options)
-    return hosts is not None or process_count(options.devices, hosts) > 1
-
-
-def run_in_workers(payload: dict, options, log, *, command_line: bool, backend_choice: str | None):
-    """Start this host's workers for ``payload`` (a run or a resume, see
-    ``worker.py``) and wait for them; rank 0's result or None."""
+        return 0
     hosts = hosts_of(options)
     processes = process_count(options.devices, hosts)
+    return processes if hosts is not None or processes > 1 else 0
+
+
+def run_in_workers(payload: dict, options, processes: int, log, *, command_line: bool,
+                   backend_choice: str | None):
+    """Start this host's ``processes`` workers for ``payload`` (a run or a
+    resume, see ``worker.py``) and wait for them; rank 0's result or None."""
+    hosts = hosts_of(options)
     world = processes * (hosts.num_processes if hosts else 1)
     check_batch(options.batch_size, Topology(replicas=world))
     log(f"starting {processes} torch worker processes" + (f" on host {hosts.process_id} of "
@@ -104,8 +106,6 @@ def launch(payload: dict, *, processes: int, hosts: Hosts | None, timeout: float
         rdzv_configs={"rank": hosts.process_id if hosts else 0, "timeout": int(timeout)},
         max_restarts=0, monitor_interval=0.2,
         logs_specs=DefaultLogsSpecs(redirects=Std.NONE, tee=Std.NONE))
-    # the workers read it when they join the process group
-    os.environ["PORTACLASS_PEER_TIMEOUT"] = str(timeout)
     # Each worker's torch would use every core: N workers on the same cores
     # oversubscribe them (3x slower epochs measured with 2 CPU workers on 2
     # cores, docs/benchmarks.md). torchrun sets 1; a share of the cores keeps
@@ -175,9 +175,8 @@ def _failure(failed, run_dir: str) -> PortaclassError:
                         key=lambda item: (item[1].exitcode == -signal.SIGTERM, item[1].timestamp, item[0]))
     code = failure.exitcode
     if code in (1, 2, 130):
-        error = PortaclassError("")
+        error = PortaclassError("")  # an empty message: the CLI exits with the code, saying nothing more
         error.exit_code = code
-        error.already_reported = True
         return error
     how = f"was killed ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
     return DistributedError(f"worker rank {rank} {how}; the other workers were stopped. "
