@@ -64,6 +64,45 @@ def test_metrics_follow_their_definitions():
     assert scores.weighted["recall"] == pytest.approx(0.5)  # weighted recall is accuracy
 
 
+@pytest.mark.parametrize("classes", [2, 3, 7])
+def test_scores_agree_with_scikit_learn(classes):
+    from sklearn import metrics
+
+    rng = np.random.default_rng(classes)
+    truth = rng.integers(0, classes - 1, size=60)  # the last class has no images
+    logits = rng.normal(size=(60, classes)) * 2
+    logits[:, 0] -= 10  # class 0 is never predicted
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = list(range(classes))
+    scores = score(truth, probabilities, [f"c{i}" for i in labels], k=2)
+    predicted = probabilities.argmax(axis=1)
+    p, r, f, n = metrics.precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
+    np.testing.assert_allclose([row["precision"] for row in scores.per_class], p)
+    np.testing.assert_allclose([row["recall"] for row in scores.per_class], r)
+    np.testing.assert_allclose([row["f1"] for row in scores.per_class], f)
+    assert [row["support"] for row in scores.per_class] == n.tolist()
+    for average in ("macro", "weighted"):
+        expected = metrics.precision_recall_fscore_support(truth, predicted, labels=labels, average=average,
+                                                           zero_division=0)[:3]
+        got = getattr(scores, average)
+        np.testing.assert_allclose([got["precision"], got["recall"], got["f1"]], expected)
+    assert scores.log_loss == pytest.approx(metrics.log_loss(truth, np.clip(probabilities, 1e-7, 1), labels=labels))
+    assert scores.confusion_matrix == metrics.confusion_matrix(truth, predicted, labels=labels).tolist()
+    assert scores.accuracy == pytest.approx(metrics.accuracy_score(truth, predicted))
+    if classes > 2:  # sklearn's top-k refuses two classes (the case the test below covers)
+        assert scores.top_k_accuracy == pytest.approx(
+            metrics.top_k_accuracy_score(truth, probabilities, k=2, labels=labels))
+
+
+def test_two_classes_are_scored_with_top_1():
+    # the ants/bees case: sklearn's top-k refuses a binary target with 2-column scores
+    truth = np.array([0, 1, 1, 0])
+    probabilities = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8]])
+    scores = score(truth, probabilities, ["ants", "bees"], k=1)
+    assert scores.accuracy == 0.5 and scores.top_k == 1 and scores.top_k_accuracy == 0.5
+    assert scores.confusion_matrix == [[1, 1], [1, 1]]
+
+
 def test_calibration_error_is_the_gap_between_confidence_and_accuracy():
     confident_and_right = np.eye(3)[[0, 1, 2, 0]]
     assert expected_calibration_error(np.array([0, 1, 2, 0]), confident_and_right) == 0.0
