@@ -25,6 +25,8 @@ from portaclass.backend._common import (
     seed_python_and_numpy,
 )
 from portaclass.backend._torch_conv import use_lean_conv
+from portaclass.backend._torch_graph import use_lean_graph
+from portaclass.backend._torch_norm import use_lean_norm
 
 NAME = "torch"
 # Eager ops run at any shape without recompiling.
@@ -32,6 +34,8 @@ COMPILES_PER_SHAPE = False
 
 keep_tensorflow_out_of_saving()
 use_lean_conv()
+use_lean_graph()
+use_lean_norm()
 
 
 def _leaf_to_numpy(x):
@@ -126,8 +130,11 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         enable_determinism()
         torch.backends.cudnn.benchmark = False
-    # both ways: the switch is process-wide (see the TensorFlow backend)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    # both ways: the switch is process-wide (see the TensorFlow backend). Only
+    # when it changes: the call imports torch._inductor (and TorchDynamo with
+    # it), 0.85 s and ~90 MB that a run without --deterministic has no use for.
+    if deterministic or torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 def enable_determinism(log=None) -> None:
