@@ -44,6 +44,7 @@ PHASE_ORDER = (
     "checkpoint saves",
     "final model save (model.keras)",
     "final evaluation (held-out split)",
+    "report.html",
     "other (in run_training)",
 )
 PACKAGES_OF_INTEREST = ("keras", "torch", "jax", "jaxlib", "tensorflow", "numpy", "scipy", "PIL",
@@ -100,6 +101,7 @@ def instrument(timer: PhaseTimer) -> None:
     timer.wrap(session.TrainingSession, "load_data", "dataset: scan + bad-file pre-pass")
     timer.wrap(session.TrainingSession, "build_model", "model build (resnet18, seeded init)")
     timer.wrap(session, "_score", "final evaluation (held-out split)")
+    timer.wrap(session.TrainingSession, "_write_report", "report.html")
     timer.wrap(Run, "create", "run folder: splits, config.json, env.json", static=True)
     for method in ("write_dataset_files", "write_config", "write_env"):
         timer.wrap(Run, method, "run folder: splits, config.json, env.json")
@@ -122,13 +124,13 @@ def instrument(timer: PhaseTimer) -> None:
 
 def after_load(name: str, timer: PhaseTimer) -> None:
     if name == "portaclass.backend":
-        import keras
+        from portaclass.train import checkpoint
 
         def save_label(model, filepath, *args, **kwargs):
             return "checkpoint saves" if Path(filepath).parent.name == "checkpoints" \
                 else "final model save (model.keras)"
 
-        timer.wrap(keras.Model, "save", save_label)
+        timer.wrap(checkpoint, "_write_streamed", save_label)
     elif name == "portaclass.data.pipeline":
         import portaclass.data.pipeline as pipeline
 

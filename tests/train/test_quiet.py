@@ -16,8 +16,9 @@ def test_a_run_imports_no_framework_but_its_own(backend_name, tiny_images, tmp_p
     augmented (``strong``: RandAugment, MixUp/CutMix), training, checkpoints,
     the saved model, loading it back. Nor does the console script load what
     Keras imports for features portaclass never uses (scikit-learn and
-    SciPy through keras.wrappers, matplotlib) before it needs them: the
-    report at the end of a run uses both, so this run has none."""
+    SciPy through keras.wrappers, matplotlib: the report at the end of a
+    run draws with it, so this run has none), nor, on torch, TorchDynamo
+    (``torch.compile``'s tracer, which Keras imports for a decorator)."""
     run_dir = tmp_path / "run"
     result = run_python(
         f"""
@@ -28,7 +29,7 @@ def test_a_run_imports_no_framework_but_its_own(backend_name, tiny_images, tmp_p
                      "--no-report"])
         import keras
         keras.saving.load_model({str(run_dir / "model.keras")!r})
-        print(json.dumps([code, sorted(m for m in ("tensorflow", "torch", "jax", "sklearn", "matplotlib")
+        print(json.dumps([code, sorted(m for m in ("tensorflow", "torch", "jax", "sklearn", "matplotlib", "torch._dynamo")
                                    if m in sys.modules)]))
         """,
         backend_name,

@@ -69,6 +69,8 @@ def run_in_workers(payload: dict, options, processes: int, log, *, command_line:
 def process_count(devices, hosts: Hosts | None) -> int:
     """Processes to start on this host: one per device asked for (a host of
     a run over several uses all of its devices unless told otherwise, as on JAX)."""
+    if devices in (None, 1) and hosts is None:
+        return 1  # known without importing torch, which a one-device run imports later
     import torch
 
     if torch.cuda.is_available():
