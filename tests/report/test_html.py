@@ -95,3 +95,37 @@ def test_the_report_renders_in_chromium_with_every_image_loaded(report, backend_
     assert title.startswith("portaclass report")
     assert len(images) >= 4  # curves, confusion matrix, top losses, augmentation
     assert all(complete and width > 0 for _, complete, width in images), images
+
+
+def _two_class_options(tmp_path, name):
+    from portaclass.data import write_shapes
+    from portaclass.train.options import TrainOptions
+
+    root = tmp_path / "two"
+    if not root.exists():
+        write_shapes(root, n_per_class=12, image_size=16, seed=1)
+        for extra in ("star", "triangle"):
+            shutil.rmtree(root / extra)
+    return TrainOptions(data=str(root), model="simple_cnn", image_size=16, epochs=1, batch_size=8,
+                        val_split=0.25, test_split=0.25, out=str(tmp_path / name), quiet=True)
+
+
+def test_a_two_class_run_reports_and_a_failing_report_is_never_silent(tmp_path, monkeypatch, capsys):
+    """Two classes (ants and bees) once broke the held-out scores; and under
+    --quiet a report that fails still says so, on stderr."""
+    from portaclass.report import html
+    from portaclass.train.runner import run_training
+
+    result = run_training(_two_class_options(tmp_path, "ok"), log=lambda _line: None)
+    page = (result.run_dir / "report.html").read_text()
+    assert "Held-out evaluation" in page and "<td>circle</td>" in page and "<td>square</td>" in page
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(html, "write_report", broken)
+    capsys.readouterr()
+    result = run_training(_two_class_options(tmp_path, "broken"), log=lambda _line: None)
+    assert result.metrics["accuracy"] is not None and not (result.run_dir / "report.html").exists()
+    assert f"warning: report.html could not be written (no fonts); try: portaclass report {result.run_dir}" \
+        in capsys.readouterr().err

@@ -12,6 +12,7 @@ random seed states and counters.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,12 +311,17 @@ class TrainingSession:
             path = write_report(self.run.path, classifier=classifier)
         except Exception as error:  # the trained run must survive a plotting bug
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            self.log(f"report.html could not be written ({first}); "
-                     f"try: portaclass report {self.run.path} --debug")
+            warn = _to_stderr if self.options.quiet else self.log  # a missing page is never silent
+            warn(f"warning: report.html could not be written ({first}); "
+                 f"try: portaclass report {self.run.path} --debug")
             return
         metrics["report_seconds"] = round(time.perf_counter() - start, 2)
         self.run.write_metrics(metrics)
         self.log(f"report: {path}")
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _score(model, dataset, held_out: str | None, history, pipeline) -> dict:
