@@ -12,17 +12,19 @@ import pytest
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "torch", reason="a torch backend patch")
 
 
-def _normalized(function, dtype, *, scale=True, offset=True):
+def _normalized(function, dtype, *, scale=True, offset=True, axis=-1):
     import torch
     from keras.src.backend.torch import nn
 
     generator = torch.Generator().manual_seed(0)
-    x = (torch.randn(4, 5, 6, 3, generator=generator, dtype=dtype) * 3 + 1).requires_grad_()
+    shape = (4, 5, 6, 3) if axis == -1 else (4, 3, 5, 6)  # channels last / first
+    x = (torch.randn(*shape, generator=generator, dtype=dtype) * 3 + 1).requires_grad_()
     gamma = torch.randn(3, generator=generator, dtype=dtype).requires_grad_()
     beta = torch.randn(3, generator=generator, dtype=dtype).requires_grad_()
-    upstream = torch.randn(4, 5, 6, 3, generator=generator, dtype=dtype)
-    mean, variance = nn.moments(x, axes=[0, 1, 2])  # the gradient also flows through the batch statistics
-    y = function(x, mean, variance, axis=-1, offset=beta if offset else None, scale=gamma if scale else None,
+    upstream = torch.randn(*shape, generator=generator, dtype=dtype)
+    reduced = [0, 1, 2] if axis == -1 else [0, 2, 3]
+    mean, variance = nn.moments(x, axes=reduced)  # the gradient also flows through the batch statistics
+    y = function(x, mean, variance, axis=axis, offset=beta if offset else None, scale=gamma if scale else None,
                  epsilon=1e-3)
     (y * upstream).sum().backward()
     grads = [t.grad for t in (x, gamma, beta) if t.grad is not None]
@@ -31,7 +33,8 @@ def _normalized(function, dtype, *, scale=True, offset=True):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("affine", [True, False])
-def test_lean_batch_normalization_matches_keras(dtype, affine):
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_lean_batch_normalization_matches_keras(dtype, affine, axis):
     import torch
     from keras.src.backend.torch import nn
 
@@ -39,8 +42,8 @@ def test_lean_batch_normalization_matches_keras(dtype, affine):
 
     assert getattr(nn.batch_normalization, "portaclass_lean", False)
     dtype = getattr(torch, dtype)
-    ours = _normalized(nn.batch_normalization, dtype, scale=affine, offset=affine)
-    theirs = _normalized(nn.batch_normalization.__wrapped__, dtype, scale=affine, offset=affine)
+    ours = _normalized(nn.batch_normalization, dtype, scale=affine, offset=affine, axis=axis)
+    theirs = _normalized(nn.batch_normalization.__wrapped__, dtype, scale=affine, offset=affine, axis=axis)
     assert len(ours) == len(theirs) == (4 if affine else 2)
     assert torch.equal(ours[0], theirs[0])  # the forward pass is Keras' arithmetic
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5

@@ -19,15 +19,18 @@ never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import threading
 import zipfile
 from pathlib import Path
 
 from portaclass._lazy import backend, keras
 from portaclass.errors import RunError
 from portaclass.model_files import check_keras_archive
+from portaclass.train.keras_archive import write_archive
 
 STATE_MEMBER = "portaclass/state.json"
 MODEL_INFO_MEMBER = "portaclass/model.json"
@@ -40,53 +43,33 @@ def write_keras_atomic(model, path: Path, *, extra: dict | None = None,
     ``info`` as ``portaclass/model.json``."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
-    members = {name: value for name, value in ((STATE_MEMBER, extra), (MODEL_INFO_MEMBER, info))
-               if value is not None}
+    members = {name: json.dumps(value, indent=1, sort_keys=True).encode()
+               for name, value in ((STATE_MEMBER, extra), (MODEL_INFO_MEMBER, info)) if value is not None}
     try:
-        if _has_assets(model):
-            model.save(tmp)
-            with zipfile.ZipFile(tmp, "a") as archive:
-                _write_members(archive, members)
-        else:
-            _write_streamed(model, tmp, members)
-        os.replace(tmp, path)
+        write_archive(model, tmp, members)
+        with _released_later(path):
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
 
 
-# The members of a .keras archive, in Keras' order (saving_lib).
-KERAS_MEMBERS = ("metadata.json", "config.json", "model.weights.h5")
-
-
-def _write_streamed(model, archive_path: Path, members: dict) -> None:
-    """The .keras archive Keras writes, without holding the weights in
-    memory: Keras' zipped save builds the whole weights file in a buffer
-    and copies it (+146 MB at the peak for a ResNet-18 checkpoint with
-    Adam's moments, the top of a training run's memory; +18 MB this way).
-    Keras writes the unzipped form (``zipped=False``) next to the target,
-    which is then zipped in chunks."""
-    unpacked = archive_path.with_name(archive_path.name.removesuffix(".keras") + ".d")
+@contextlib.contextmanager
+def _released_later(path: Path):
+    """Replacing a file frees the old one's blocks there and then: 0.07-0.12 s
+    for a 134 MB checkpoint, every epoch. Held open across the replace, the
+    old file is freed when it is closed, on a thread, while training goes on
+    (POSIX; Windows can't replace an open file)."""
+    old = None
+    if os.name == "posix":
+        with contextlib.suppress(OSError):
+            old = open(path, "rb")  # noqa: SIM115 - closed on the thread below
     try:
-        keras.saving.save_model(model, unpacked, zipped=False)
-        with zipfile.ZipFile(archive_path, "w") as archive:
-            for name in KERAS_MEMBERS:
-                archive.write(unpacked / name, name)
-            _write_members(archive, members)
+        yield
     finally:
-        shutil.rmtree(unpacked, ignore_errors=True)
-
-
-def _has_assets(model) -> bool:
-    """Whether some layer saves files beside its weights (lookup tables):
-    Keras' unzipped save drops those, so such models take the zipped one."""
-    return any(hasattr(layer, "save_assets") for layer in model._flatten_layers())
-
-
-def _write_members(archive: zipfile.ZipFile, members: dict) -> None:
-    for name, value in members.items():
-        archive.writestr(name, json.dumps(value, indent=1, sort_keys=True))
+        if old is not None:
+            threading.Thread(target=old.close, name="free old checkpoint", daemon=True).start()
 
 
 def remove_partial_writes(folder: Path) -> list[Path]:
