@@ -75,15 +75,20 @@ def test_it_keeps_one_activation_for_backward():
 
 
 def test_inference_is_keras_own_function():
+    """With the moving statistics (inference, Grad-CAM's input gradient, a
+    model traced for ONNX or OpenVINO export) Keras' function runs as is:
+    an autograd Function in a trace is an operator no exporter knows."""
     import torch
     from keras.src.backend.torch import nn
 
-    x = torch.randn(2, 3, 3, 4)
+    x = torch.randn(2, 3, 3, 4, requires_grad=True)
+    gamma = torch.ones(4, requires_grad=True)
     mean, variance = torch.zeros(4), torch.ones(4)
+    y = nn.batch_normalization(x, mean, variance, axis=-1, scale=gamma)
+    assert "Normalize" not in type(y.grad_fn).__name__
+    assert torch.equal(y, nn.batch_normalization.__wrapped__(x, mean, variance, axis=-1, scale=gamma))
     with torch.no_grad():
-        y = nn.batch_normalization(x, mean, variance, axis=-1)
-    assert y.grad_fn is None
-    assert torch.equal(y, nn.batch_normalization.__wrapped__(x, mean, variance, axis=-1))
+        assert nn.batch_normalization(x, *nn.moments(x, axes=[0, 1, 2]), axis=-1).grad_fn is None
 
 
 def test_a_training_step_moves_the_weights_as_keras_does():

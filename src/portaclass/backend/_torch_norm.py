@@ -14,7 +14,7 @@ moments hold anyway) and the per-channel factors, and the backward pass
 computes the gradients from them: equal to autograd's up to float rounding
 (tests/backend/test_torch_norm.py). Step time is unchanged. Inference, and
 anything traced for export, runs Keras' function unchanged: the route is
-taken only when a gradient is being recorded.
+taken only for batch statistics that carry a gradient (training).
 ``PORTACLASS_TORCH_LEAN_NORM=0`` turns it off.
 """
 
@@ -62,8 +62,10 @@ def _lean_batch_normalization(keras_batch_normalization):
     @functools.wraps(keras_batch_normalization)
     def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
         x, mean, variance = convert_to_tensor(x), convert_to_tensor(mean), convert_to_tensor(variance)
-        parts = [t for t in (x, mean, variance, offset, scale) if isinstance(t, torch.Tensor)]
-        if not torch.is_grad_enabled() or not any(t.requires_grad for t in parts):
+        # Batch statistics that carry a gradient: training. With the moving
+        # statistics (inference, Grad-CAM, a model traced for export) Keras'
+        # function runs: nothing is kept for a backward pass there anyway.
+        if not (torch.is_grad_enabled() and (mean.requires_grad or variance.requires_grad)):
             return keras_batch_normalization(x, mean, variance, axis, offset, scale, epsilon)
         shape = [1] * x.dim()
         shape[axis] = mean.shape[0]
