@@ -116,6 +116,7 @@ def build_before_fit(model, train) -> None:
         for compiled in (model._compile_loss, model._compile_metrics):
             if compiled is not None and not compiled.built:
                 compiled.build(labels, model.outputs[0])
+        model._post_build()  # as _symbolic_build ends (torch re-tracks the variables)
     else:
         model._symbolic_build(data_batch=batch)
     if model.optimizer is not None and not model.optimizer.built:
