@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from portaclass.train.checkpoint import read_model_info, read_state, write_keras_atomic
+from portaclass.train.keras_archive import USER_BLOCK
 
 # The archive code is the same on every backend (weights arrive as NumPy);
 # every backend writes its checkpoints through it in the resume tests.
@@ -37,8 +38,12 @@ def test_a_checkpoint_is_a_sound_keras_archive_with_everything_back(tmp_path):
     with zipfile.ZipFile(path) as archive:
         assert archive.testzip() is None  # every member's CRC checks out
         names = archive.namelist()
-        with archive.open("model.weights.h5") as member:
+        weights = archive.infolist()[0]
+        with archive.open(weights) as member:
             assert member.read(8) == b"\x89HDF\r\n\x1a\n"  # the member is the HDF5 file itself
+    # written in place, not copied: the weights come first, right after the
+    # HDF5 user block that holds their zip header (Keras' own save puts them third)
+    assert weights.filename == "model.weights.h5" and weights.header_offset + 46 == USER_BLOCK
     assert set(names) == {"model.weights.h5", "metadata.json", "config.json", "portaclass/state.json",
                           "portaclass/model.json"}
     assert read_state(path) == {"epoch": 3} and read_model_info(path) == {"class_names": ["a", "b", "c"]}

@@ -126,6 +126,17 @@ def clone_on_current_device(model):
     return clone
 
 
+def replace_once(owner, name: str, wrap, switch: str) -> None:
+    """``owner.name = wrap(owner.name)``, once per process, unless the
+    environment variable ``switch`` is "0": how the torch backend installs
+    its routes around Keras functions (``_torch_conv``, ``_torch_norm``,
+    ``_torch_graph``), each with its switch for A/B measurement. ``wrap``
+    marks what it returns with ``portaclass_lean``."""
+    if os.environ.get(switch, "1") == "0" or getattr(getattr(owner, name), "portaclass_lean", False):
+        return
+    setattr(owner, name, wrap(getattr(owner, name)))
+
+
 # Frameworks Keras imports at its own import time without needing them: Keras
 # 3.15's callbacks/orbax_checkpoint.py imports JAX whenever it is installed
 # (inside ``try: import jax / except ImportError``).

@@ -21,13 +21,14 @@ untouched. ``PORTACLASS_TORCH_LEAN_CONV=0`` turns it off.
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 from keras.src.backend import standardize_data_format
 from keras.src.backend.torch import nn as keras_torch_nn
 from keras.src.backend.torch.core import convert_to_tensor
 from keras.src.utils.argument_validation import standardize_tuple
+
+from portaclass.backend._common import replace_once
 
 SWITCH = "PORTACLASS_TORCH_LEAN_CONV"
 
@@ -67,7 +68,5 @@ def _lean_conv(keras_conv):
 
 
 def use_lean_conv() -> None:
-    """Route Keras' torch ``conv`` through ``_lean_conv`` (once per process)."""
-    if os.environ.get(SWITCH, "1") == "0" or getattr(keras_torch_nn.conv, "portaclass_lean", False):
-        return
-    keras_torch_nn.conv = _lean_conv(keras_torch_nn.conv)
+    """Route Keras' torch ``conv`` through ``_lean_conv``."""
+    replace_once(keras_torch_nn, "conv", _lean_conv, SWITCH)

@@ -22,11 +22,12 @@ Symbolic walks (``call_fn``: output specs, cloning) stay Keras' own.
 from __future__ import annotations
 
 import functools
-import os
 import weakref
 
 from keras import tree
 from keras.src.ops.function import Function
+
+from portaclass.backend._common import replace_once
 
 SWITCH = "PORTACLASS_TORCH_LEAN_GRAPH"
 
@@ -83,7 +84,5 @@ def _releasing(keras_run):
 
 
 def use_lean_graph() -> None:
-    """Route eager functional calls through ``_releasing`` (once per process)."""
-    if os.environ.get(SWITCH, "1") == "0" or getattr(Function._run_through_graph, "portaclass_lean", False):
-        return
-    Function._run_through_graph = _releasing(Function._run_through_graph)
+    """Route eager functional calls through ``_releasing``."""
+    replace_once(Function, "_run_through_graph", _releasing, SWITCH)

@@ -21,11 +21,12 @@ taken only for batch statistics that carry a gradient (training).
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 from keras.src.backend.torch import nn as keras_torch_nn
 from keras.src.backend.torch.core import convert_to_tensor
+
+from portaclass.backend._common import replace_once
 
 SWITCH = "PORTACLASS_TORCH_LEAN_NORM"
 
@@ -79,8 +80,5 @@ def _lean_batch_normalization(keras_batch_normalization):
 
 
 def use_lean_norm() -> None:
-    """Route Keras' torch ``batch_normalization`` through
-    ``_lean_batch_normalization`` (once per process)."""
-    if os.environ.get(SWITCH, "1") == "0" or getattr(keras_torch_nn.batch_normalization, "portaclass_lean", False):
-        return
-    keras_torch_nn.batch_normalization = _lean_batch_normalization(keras_torch_nn.batch_normalization)
+    """Route Keras' torch ``batch_normalization`` through ``_lean_batch_normalization``."""
+    replace_once(keras_torch_nn, "batch_normalization", _lean_batch_normalization, SWITCH)
