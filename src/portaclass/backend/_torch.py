@@ -132,7 +132,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
     # both ways: the switch is process-wide (see the TensorFlow backend). Only
     # when it changes: the call imports torch._inductor (and TorchDynamo with
-    # it), 0.85 s and ~90 MB that a run without --deterministic has no use for.
+    # it), 0.85 s and 72 MB that a run without --deterministic has no use for.
     if deterministic or torch.are_deterministic_algorithms_enabled():
         torch.use_deterministic_algorithms(deterministic, warn_only=True)
 

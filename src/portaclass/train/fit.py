@@ -111,7 +111,7 @@ def build_before_fit(model, train) -> None:
     if _functional_and_built(model) and isinstance(batch, tuple) and len(batch) == 2:
         # From the model's symbolic outputs: Keras' own way runs the loss and
         # metrics on torch's "meta" device, whose first use imports TorchDynamo
-        # (0.85 s and ~90 MB of a torch run that never compiles).
+        # (0.85 s and 72 MB of a torch run that never compiles).
         labels = keras.KerasTensor(np.shape(batch[1]), _dtype_name(batch[1]))
         for compiled in (model._compile_loss, model._compile_metrics):
             if compiled is not None and not compiled.built:
