@@ -130,7 +130,7 @@ def after_load(name: str, timer: PhaseTimer) -> None:
             return "checkpoint saves" if Path(filepath).parent.name == "checkpoints" \
                 else "final model save (model.keras)"
 
-        timer.wrap(checkpoint, "_write_streamed", save_label)
+        timer.wrap(checkpoint, "write_archive", save_label)
     elif name == "portaclass.data.pipeline":
         import portaclass.data.pipeline as pipeline
 

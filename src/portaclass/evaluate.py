@@ -5,8 +5,8 @@ else val) read back through ``Run``, with the run's preprocessing: exactly
 the images training never saw. ``data`` may instead name another split of
 the run or a folder of class folders (a pre-split folder's test/ part, else
 all of it). Metrics follow scikit-learn's definitions, computed in NumPy
-(``score``), with expected calibration error, which scikit-learn lacks. ``evaluation.json`` and
-``confusion_matrix.png`` go into the run (or ``out``).
+(``score``), with expected calibration error, which scikit-learn lacks.
+``evaluation.json`` and ``confusion_matrix.png`` go into the run (or ``out``).
 
 The module is callable: ``portaclass.evaluate(run_or_model, data=None,
 tta=False)`` returns an ``Evaluation``.

@@ -113,3 +113,9 @@ def test_a_training_step_moves_the_weights_as_keras_does():
     lean = nn.batch_normalization
     for ours, theirs in zip(trained(lean), trained(lean.__wrapped__)):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    # and the layer in training does take the route (not Keras' function)
+    import torch
+
+    layer = keras.layers.BatchNormalization()
+    y = layer(torch.randn(4, 3, 3, 2, requires_grad=True), training=True)
+    assert type(y.grad_fn).__name__ == "_NormalizeBackward"

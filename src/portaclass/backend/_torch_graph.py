@@ -68,9 +68,8 @@ def _releasing(keras_run):
             if all(id(x) in values for x in node.input_tensors):
                 args, kwargs = node.arguments.fill_in(values)
                 outputs = operation_fn(operation_of(node))(*args, **kwargs)
-                del args, kwargs
                 values.update(zip((id(x) for x in node.outputs), tree.flatten(outputs)))
-                del outputs
+                del args, kwargs, outputs  # else they hold this node's tensors until the next one
             for tensor_id in last_read:
                 values.pop(tensor_id, None)
         for index, x in enumerate(self.outputs):
