@@ -61,7 +61,8 @@ class EpochHistoryCSV(keras.callbacks.Callback):
 class RunCheckpoints(keras.callbacks.Callback):
     """After every epoch: ``checkpoints/last.keras`` (resumable state) and,
     when ``val_accuracy`` improves, ``checkpoints/best.keras`` (the model
-    without optimizer state); both written atomically.
+    without optimizer state); both written atomically, each over the space
+    of its save before (the run removes those spares when it ends).
 
     ``state`` is this run's resumable state (phase, epochs done, best score,
     early stopping counters); the runner shares it with the other callbacks.
@@ -86,10 +87,11 @@ class RunCheckpoints(keras.callbacks.Callback):
         if improved:
             self.state.update(best_val_accuracy=float(score), best_epoch=epoch + 1)
         info = self.run.model_info()
-        write_keras_atomic(self.model, self.run.checkpoints / "last.keras", extra=self.state, info=info)
+        write_keras_atomic(self.model, self.run.checkpoints / "last.keras", extra=self.state, info=info,
+                           reuse_space=True)
         if improved:  # for evaluation and export, not resuming: no optimizer state
             save_inference_model(self.model, self.run.checkpoints / "best.keras", extra=self.state,
-                                 info=info)
+                                 info=info, reuse_space=True)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

@@ -34,33 +34,63 @@ import zlib
 from pathlib import Path
 
 from portaclass._lazy import keras
+from portaclass.train import archive_layout
 
-USER_BLOCK = 512  # HDF5's smallest user block; a zip header of the weights member is 46 bytes
+USER_BLOCK = archive_layout.USER_BLOCK  # HDF5's smallest; a zip header of the weights member is 46 bytes
 WEIGHTS = "model.weights.h5"
 KERAS_MEMBERS = ("metadata.json", "config.json")  # beside the weights, in the unzipped save
 ZIP_LIMIT = 2**31 - 1  # offsets and sizes must fit the plain (not ZIP64) records
 
 
 def write_archive(model, path: Path, members: dict[str, bytes]) -> None:
-    """Save ``model`` as the ``.keras`` archive ``path`` (a new file), with
-    ``members`` (name -> bytes) added."""
+    """Save ``model`` as the ``.keras`` archive ``path`` (a file nobody
+    reads meanwhile: a new one, or a spare overwritten in place), with
+    ``members`` (name -> bytes) added. The model's first save goes through
+    Keras; the next ones, while its variables stay the same objects, write
+    their values into the first one's layout (``archive_layout``)."""
     path = Path(path)
+    layout = archive_layout.layout_for(model)
+    if layout is not None:  # a save of this model before: values into its layout
+        from keras.src.saving import saving_lib
+
+        config, metadata = saving_lib._serialize_model_as_json(model)
+        crc = layout.write(path)
+        _wrap_in_zip(path, {"metadata.json": metadata.encode(), "config.json": config.encode(),
+                            **members}, weights_crc=crc)
+        return
     if _has_assets(model):
         _write_with_keras(model, path, members)
         return
     unpacked = path.with_name(path.name.removesuffix(".keras") + ".d")
     try:
-        with _hdf5_user_block(USER_BLOCK):
+        with _hdf5_user_block(USER_BLOCK), archive_layout.Recorder() as recorder:
             keras.saving.save_model(model, unpacked, zipped=False)
+        _remember_attr_skipsets()
         weights = unpacked / WEIGHTS
         if not _starts_after_user_block(weights) or weights.stat().st_size > ZIP_LIMIT - (1 << 24):
             _write_with_keras(model, path, members)
             return
         os.replace(weights, path)
+        archive_layout.remember(model, archive_layout.ArchiveLayout.learn(model, path, recorder))
         extra = {name: (unpacked / name).read_bytes() for name in KERAS_MEMBERS}
         _wrap_in_zip(path, {**extra, **members})
     finally:
         shutil.rmtree(unpacked, ignore_errors=True)
+
+
+def _remember_attr_skipsets() -> None:
+    """Keras caches the attribute names its walk skips per kind of object
+    under one key and looks them up under another (``saving_attr_skipset_``
+    vs ``saving_attr_skiplist_``, keras 3.15), so every save builds a
+    reference ``Layer()`` per layer to list them again: 0.06 s of a
+    ResNet-18 save. The cached sets are static; store them where the
+    lookup reads."""
+    from keras.src.backend.common import global_state
+
+    for kind in ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss"):
+        cached = global_state.get_global_attribute(f"saving_attr_skipset_{kind}", None)
+        if cached is not None:
+            global_state.set_global_attribute(f"saving_attr_skiplist_{kind}", cached)
 
 
 def _write_with_keras(model, path: Path, members: dict[str, bytes]) -> None:
@@ -107,17 +137,20 @@ def _starts_after_user_block(weights: Path) -> bool:
         return f.read(8) == b"\x89HDF\r\n\x1a\n"
 
 
-def _wrap_in_zip(path: Path, members: dict[str, bytes]) -> None:
+def _wrap_in_zip(path: Path, members: dict[str, bytes], weights_crc: int | None = None) -> None:
     """Turn the HDF5 file ``path`` (with its user block) into a zip archive
-    whose first member is that HDF5 data, followed by ``members``."""
+    whose first member is that HDF5 data, followed by ``members``;
+    ``weights_crc``: the CRC-32 of that data when the writer computed it."""
     stamp = _dos_time()
     entries = []  # (name, crc, size, local header offset)
     with open(path, "r+b") as f:
         size = os.fstat(f.fileno()).st_size - USER_BLOCK
-        f.seek(USER_BLOCK)
-        crc = 0
-        while chunk := f.read(1 << 22):
-            crc = zlib.crc32(chunk, crc)
+        crc = weights_crc
+        if crc is None:
+            f.seek(USER_BLOCK)
+            crc = 0
+            while chunk := f.read(1 << 22):
+                crc = zlib.crc32(chunk, crc)
         header = _local_header(WEIGHTS, crc, size, stamp)
         entries.append((WEIGHTS, crc, size, USER_BLOCK - len(header)))
         f.seek(USER_BLOCK - len(header))

@@ -250,6 +250,8 @@ class TrainingSession:
             step = f", step {interrupted.step}" if interrupted.step else ""
             raise TrainingStopped(f"interrupted at epoch {interrupted.epoch}{step}; "
                                   f"{self._kept(state)}") from None
+        finally:  # the checkpoints' spare files are for the next epoch: there is none
+            checkpoint_module.remove_spares(self.run.checkpoints)
         return self._finish(history, fits)
 
     def _kept(self, state: dict) -> str:
