@@ -129,23 +129,43 @@ def evaluate(source, data=None, *, tta: bool = False, out=None, device: str | No
         first, reason = skipped[0] if skipped else ("-", "-")
         raise DataError(f"no image of {data_name} could be read ({len(skipped)} skipped; "
                         f"{first}: {reason})")
-    truth = labels[kept]
-    probabilities = np.concatenate(plain)
-    k = top_k or min(5, len(classifier.class_names) - 1)
-    evaluation = Evaluation(
-        model=classifier.source, data=data_name, split=split.name if classifier.run and data in
-        (None, *SPLIT_NAMES) else None, backend=backend.NAME,
-        class_names=classifier.class_names, count=len(kept),
-        scores=score(truth, probabilities, classifier.class_names, k),
-        tta_scores=score(truth, np.concatenate(augmented), classifier.class_names, k) if tta else None,
-        skipped=skipped, top_losses=_top_losses(truth, probabilities, [names[i] for i in kept],
-                                                classifier.class_names),
-    )
+    evaluation = _evaluation(classifier, data, split, data_name, labels[kept], [names[i] for i in kept],
+                             np.concatenate(plain), np.concatenate(augmented) if tta else None,
+                             skipped, top_k)
     evaluation.seconds = round(time.perf_counter() - start, 2)
     if write:
         folder = _output_folder(classifier, out)
         evaluation.files = write_evaluation(evaluation, folder)
     return evaluation
+
+
+def evaluation_of_outputs(classifier: Classifier, probabilities, data=None) -> Evaluation:
+    """The evaluation of ``probabilities`` the classifier already gave for
+    every image of the run split ``data`` (None: the held-out one), in the
+    split's order: a run's last validation pass, reused by its report."""
+    start = time.perf_counter()
+    split, data_name, skipped = _resolve_data(classifier, data)
+    probabilities = np.asarray(probabilities)
+    if len(probabilities) != len(split):
+        raise ValueError(f"{len(probabilities)} predictions for the {len(split)} images of {data_name}")
+    labels = _labels_in_model_order(split, classifier.class_names, data_name)
+    evaluation = _evaluation(classifier, data, split, data_name, labels, item_names(split),
+                             probabilities, None, skipped, None)
+    evaluation.seconds = round(time.perf_counter() - start, 2)
+    return evaluation
+
+
+def _evaluation(classifier: Classifier, data, split: Split, data_name: str, truth, names: list[str],
+                probabilities, augmented, skipped: list, top_k: int | None) -> Evaluation:
+    k = top_k or min(5, len(classifier.class_names) - 1)
+    return Evaluation(
+        model=classifier.source, data=data_name, split=split.name if classifier.run and data in
+        (None, *SPLIT_NAMES) else None, backend=backend.NAME,
+        class_names=classifier.class_names, count=len(truth),
+        scores=score(truth, probabilities, classifier.class_names, k),
+        tta_scores=score(truth, augmented, classifier.class_names, k) if augmented is not None else None,
+        skipped=skipped, top_losses=_top_losses(truth, probabilities, names, classifier.class_names),
+    )
 
 
 def item_names(split: Split) -> list[str]:

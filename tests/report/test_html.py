@@ -129,3 +129,33 @@ def test_a_two_class_run_reports_and_a_failing_report_is_never_silent(tmp_path, 
     assert result.metrics["accuracy"] is not None and not (result.run_dir / "report.html").exists()
     assert f"warning: report.html could not be written (no fonts); try: portaclass report {result.run_dir}" \
         in capsys.readouterr().err
+
+
+def test_the_report_scores_the_last_validation_pass_not_a_second_one(tmp_path, monkeypatch):
+    """With validation as the held-out split, the report reuses the model's
+    outputs of the last validation pass (torch): no second pass over the
+    images, and the same evaluation a fresh pass gives."""
+    import numpy as np
+
+    from portaclass import evaluate as evaluate_module
+    from portaclass.report import html
+    from portaclass.train.runner import run_training
+
+    options = _two_class_options(tmp_path, "reuse")
+    options.test_split, options.epochs = 0.0, 2
+    passes, reused = [], []
+    monkeypatch.setattr(html, "evaluate", lambda *a, **k: passes.append(1) or evaluate_module.evaluate(*a, **k))
+    monkeypatch.setattr(html, "evaluation_of_outputs",
+                        lambda *a, **k: reused.append(evaluate_module.evaluation_of_outputs(*a, **k)) or reused[-1])
+    result = run_training(options, log=lambda _line: None)
+    assert (result.run_dir / "report.html").is_file()
+    assert passes == [] and len(reused) == 1
+    fresh = evaluate_module.evaluate(result.run_dir, write=False)
+    ours = reused[0]
+    assert ours.split == fresh.split == "val" and ours.count == fresh.count
+    assert ours.scores.confusion_matrix == fresh.scores.confusion_matrix
+    assert ours.accuracy == fresh.accuracy == pytest.approx(result.metrics["accuracy"])
+    np.testing.assert_allclose(ours.scores.log_loss, fresh.scores.log_loss, rtol=1e-4)
+    by_name = {row["name"]: row["loss"] for row in fresh.top_losses}
+    for row in ours.top_losses:
+        assert row["loss"] == pytest.approx(by_name[row["name"]], rel=1e-4, abs=1e-6)

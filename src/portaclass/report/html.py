@@ -24,8 +24,8 @@ import numpy as np
 from portaclass import __version__
 from portaclass.data.decode import DecodeError, as_array, load_image
 from portaclass.errors import PortaclassError
-from portaclass.evaluate import EVALUATION, Evaluation, evaluate, item_names
-from portaclass.inference import Classifier, open_classifier
+from portaclass.evaluate import EVALUATION, Evaluation, evaluate, evaluation_of_outputs, item_names
+from portaclass.inference import Classifier, as_probabilities, open_classifier
 from portaclass.report import grid, plots
 from portaclass.run import SKIPPED, Run
 
@@ -42,7 +42,8 @@ def _png(draw) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def write_report(run_dir, *, classifier: Classifier | None = None, out=None) -> Path:
+def write_report(run_dir, *, classifier: Classifier | None = None, out=None,
+                 held_out_outputs=None) -> Path:
     """Build ``report.html`` for the run in ``run_dir`` (or at ``out``).
 
     Args:
@@ -50,6 +51,9 @@ def write_report(run_dir, *, classifier: Classifier | None = None, out=None) -> 
         classifier: the trained model in memory (the end of ``train``);
             default: the run's model file.
         out: where to write the page (default ``RUN/report.html``).
+        held_out_outputs: the classifier's outputs over the held-out split,
+            in its order, when training just computed them (the last
+            validation pass); default: a pass over the split.
     Returns:
         The path written.
     """
@@ -61,7 +65,7 @@ def write_report(run_dir, *, classifier: Classifier | None = None, out=None) -> 
     if run.held_out is not None:
         try:
             classifier = classifier or open_classifier(run.path)
-            evaluation = _held_out_evaluation(run, classifier)
+            evaluation = _held_out_evaluation(run, classifier, held_out_outputs)
         except PortaclassError as error:  # the data moved, the model is missing...
             sections["notes"].append(f"Held-out evaluation left out: {error}")
     else:
@@ -91,14 +95,17 @@ def write_report(run_dir, *, classifier: Classifier | None = None, out=None) -> 
     return path
 
 
-def _held_out_evaluation(run: Run, classifier: Classifier) -> Evaluation:
+def _held_out_evaluation(run: Run, classifier: Classifier, outputs=None) -> Evaluation:
     """evaluation.json when ``portaclass evaluate`` wrote it for this
-    split, else a fresh evaluation (not written: the report holds it)."""
+    split, else the evaluation of ``outputs``, else a fresh evaluation (not
+    written: the report holds it)."""
     saved = run.path / EVALUATION
     if saved.is_file():
         data = json.loads(saved.read_text())
         if data.get("split") == run.held_out and data.get("model") == classifier.source:
             return _evaluation_from_dict(data)
+    if outputs is not None:
+        return evaluation_of_outputs(classifier, as_probabilities(np.asarray(outputs, np.float32)))
     return evaluate(classifier, write=False)
 
 

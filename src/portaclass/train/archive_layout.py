@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from portaclass._lazy import keras
+from portaclass._lazy import backend, keras
 
 USER_BLOCK = 512  # HDF5's smallest user block, where keras_archive puts the zip header
 
@@ -171,7 +171,8 @@ class ArchiveLayout:
             f.write(bytes(USER_BLOCK))
             for piece in self.pieces:
                 if isinstance(piece, tuple):
-                    value = np.ascontiguousarray(keras.ops.convert_to_numpy(piece[0]))
+                    # portaclass' to_numpy: a CPU tensor's own memory, not a copy
+                    value = np.ascontiguousarray(backend.to_numpy(piece[0]))
                     piece = value.reshape(-1).view(np.uint8)
                 f.write(piece)
                 crc = zlib.crc32(piece, crc)

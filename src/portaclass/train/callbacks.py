@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -198,6 +199,45 @@ class StepBudget(keras.callbacks.Callback):
         self.done += 1
         if self.done >= self.steps:
             self.model.stop_training = True
+
+
+class LastValidationOutputs(keras.callbacks.Callback):
+    """The model's outputs over its latest validation pass, in the
+    validation data's order (``outputs``, None until a pass completed), so
+    the run's report scores the final weights without a second pass over
+    the split (0.9 s of a ResNet-18 run's 1.8 s report). Torch only: its
+    trainer calls the model eagerly, where a forward hook sees each batch;
+    TensorFlow and JAX validate inside compiled functions."""
+
+    def __init__(self):
+        super().__init__()
+        self.outputs = None
+        self._batches: list | None = None
+        self._hook = None
+
+    def on_test_begin(self, logs=None):
+        self.outputs, self._batches = None, []
+        self.detach()
+        self._hook = self.model.register_forward_hook(self._keep)
+
+    def _keep(self, module, args, output):
+        if self._batches is not None:
+            if isinstance(output, (list, tuple, dict)):
+                self._batches = None  # a model of several outputs: not a classifier's
+            else:
+                self._batches.append(backend.to_numpy(output))
+
+    def on_test_end(self, logs=None):
+        self.detach()
+        if self._batches:
+            self.outputs = np.concatenate(self._batches)
+        self._batches = None
+
+    def detach(self) -> None:
+        """Stop watching (also after a validation an exception cut short)."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

@@ -33,7 +33,7 @@ def fit_classifier(model, train, validation, *, run, state: dict, epochs: int,
                    initial_epoch: int = 0, quiet: bool = False, history_extra: dict | None = None,
                    step_budget: int | None = None, early_stopping: int | None = None,
                    class_weight: dict | None = None, tensorboard: bool = False,
-                   replica_statistics=None):
+                   replica_statistics=None, validation_outputs=None):
     """``model.fit`` of one phase into ``run`` (a ``run.Run``).
 
     Every epoch appends its row to history.csv, then writes
@@ -59,6 +59,8 @@ def fit_classifier(model, train, validation, *, run, state: dict, epochs: int,
         replica_statistics: in a data-parallel run, ``f(model)`` making the
             replicas' BatchNorm statistics one value, called before each
             validation and checkpoint.
+        validation_outputs: a ``LastValidationOutputs`` to keep the model's
+            outputs of the last validation pass in (torch), or None.
 
     Returns:
         Keras' ``History``.
@@ -76,6 +78,8 @@ def fit_classifier(model, train, validation, *, run, state: dict, epochs: int,
     callbacks.append(RunCheckpoints(run, state, early_stopping=stopper))
     if step_budget is not None:
         callbacks.append(StepBudget(step_budget))
+    if validation_outputs is not None:
+        callbacks.append(validation_outputs)
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.path / "tensorboard"),
                                                      write_graph=False))
@@ -93,6 +97,8 @@ def fit_classifier(model, train, validation, *, run, state: dict, epochs: int,
                          class_weight=class_weight, shuffle=False)
     finally:
         interrupt.restore_handler()
+        if validation_outputs is not None:
+            validation_outputs.detach()
         if progress is not None:
             progress.close()
 

@@ -90,6 +90,7 @@ class TrainingSession:
     limit: dict = field(default_factory=dict)
     topology: Topology = field(default_factory=Topology)
     closed: bool = False
+    validation_outputs: object = None  # callbacks.LastValidationOutputs, for the report (torch)
 
     def close(self, clean: bool = False) -> None:
         """Leave the distributed run (``clean``: all processes together, at
@@ -213,6 +214,9 @@ class TrainingSession:
             class_weight = optim_module.balanced_class_weights(self.dataset.train.labels,
                                                                len(self.dataset.class_names))
         history, phase_end, fits = None, 0, []
+        if (options.report and self.held_out == "val" and backend.NAME == "torch"
+                and not self.topology.parallel):
+            self.validation_outputs = callbacks_module.LastValidationOutputs()
         try:
             for phase, plan in enumerate(self.phase_plans(learning_rate), start=1):
                 phase_start, phase_end = phase_end, phase_end + plan.epochs
@@ -237,7 +241,7 @@ class TrainingSession:
                     epochs=phase_end, initial_epoch=initial, quiet=options.quiet,
                     history_extra={"phase": phase}, step_budget=budget,
                     early_stopping=options.early_stopping, class_weight=class_weight,
-                    tensorboard=options.tensorboard,
+                    tensorboard=options.tensorboard, validation_outputs=self.validation_outputs,
                     replica_statistics=(distributed.engine().average_statistics
                                         if self.topology.parallel else None))
                 fits.append(time.perf_counter() - fit_started)
@@ -310,7 +314,8 @@ class TrainingSession:
         start = time.perf_counter()
         try:
             classifier = classifier_of_run(self.run, self.model) if in_memory else None
-            path = write_report(self.run.path, classifier=classifier)
+            path = write_report(self.run.path, classifier=classifier,
+                                held_out_outputs=self._last_validation_outputs() if in_memory else None)
         except Exception as error:  # the trained run must survive a plotting bug
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             warn = _to_stderr if self.options.quiet else self.log  # a missing page is never silent
@@ -320,6 +325,15 @@ class TrainingSession:
         metrics["report_seconds"] = round(time.perf_counter() - start, 2)
         self.run.write_metrics(metrics)
         self.log(f"report: {path}")
+
+
+    def _last_validation_outputs(self):
+        """The final weights' outputs over the validation split, when the
+        last validation pass saw every image of it as it is on disk."""
+        kept = self.validation_outputs
+        if kept is None or kept.outputs is None or self.val_data.decode_failures:
+            return None
+        return kept.outputs if len(kept.outputs) == len(self.dataset.val) else None
 
 
 def _to_stderr(line: str) -> None:
