@@ -40,3 +40,15 @@ def test_preview_shows_the_images_training_gets_in_that_epoch():
     np.testing.assert_array_equal(labels, y)
     epoch_0, _ = sample_batch(dataset, 10, 16, "strong", seed=3, channels=3, batch_size=8)
     assert not np.array_equal(epoch_0, shown)
+
+
+def test_a_preview_without_mixing_shows_the_first_images_of_the_training_batch():
+    from portaclass.data import from_arrays, make_pipeline
+    from portaclass.report.preview import sample_batch
+
+    images = np.random.default_rng(1).integers(0, 255, (20, 20, 20, 3)).astype(np.uint8)
+    dataset = from_arrays(images, np.arange(20) % 3, NAMES, val_split=0, test_split=0)
+    shown, labels = sample_batch(dataset, 5, 16, "standard", seed=4, channels=3, batch_size=8)
+    training = make_pipeline(dataset.train, 8, image_size=16, augment="standard", seed=4, workers=2)
+    np.testing.assert_array_equal(shown, np.clip(training[0][0][:5], 0.0, 1.0))
+    np.testing.assert_array_equal(labels, training[0][1][:5])

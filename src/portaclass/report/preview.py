@@ -31,9 +31,16 @@ def sample_batch(dataset, n: int, image_size, augment: str, seed: int, channels:
     batch size gets them: the same pipeline, so the same order, the same
     per-image draws and (``strong``) the same MixUp/CutMix partners. Only
     the scaling differs: 0..1 here, the model's own in training."""
-    pipeline = pipeline_module.make_pipeline(
-        dataset.train, batch_size, preprocessing=None, image_size=image_size, channels=channels,
-        augment=augment, shuffle=True, seed=seed, workers=1)
+    def pipeline_of(size: int):
+        return pipeline_module.make_pipeline(
+            dataset.train, size, preprocessing=None, image_size=image_size, channels=channels,
+            augment=augment, shuffle=True, seed=seed, workers=1)
+
+    pipeline = pipeline_of(batch_size)
+    if not pipeline.augmenter.soft_labels and n < batch_size:
+        # order and draws are per image: without MixUp/CutMix partners,
+        # batches of n give the same first n images, and decode no more
+        pipeline = pipeline_of(n)
     pipeline.set_epoch(epoch)
     xs, ys = [], []
     for index in range(len(pipeline)):
