@@ -260,3 +260,21 @@ def test_heatmaps_of_one_saved_model_agree_on_every_backend(tmp_path):
         for other in ("tensorflow", "jax"):
             difference = np.abs(maps[other] - maps["torch"]).max()
             assert difference < 1e-3, f"{layer}: {other} differs from torch by {difference}"
+
+
+@pytest.mark.one_backend
+def test_overlays_are_drawn_in_jet_colours_without_matplotlib():
+    """The default colours are computed (no matplotlib import in a run's
+    report) and match matplotlib's own "jet" within 0.15 (0.03 on average);
+    other colormaps are matplotlib's, by name."""
+    from matplotlib import colormaps
+
+    from portaclass.report.gradcam import colour_map
+
+    values = np.linspace(0.0, 1.0, 101)
+    ours = colour_map(values)
+    assert ours.shape == (101, 3)
+    np.testing.assert_allclose(ours, colormaps["jet"](values)[:, :3], atol=0.15)
+    assert np.abs(ours - colormaps["jet"](values)[:, :3]).mean() < 0.03
+    assert ours[0].argmax() == 2 and ours[-1].argmax() == 0  # cold is blue, hot is red
+    np.testing.assert_allclose(colour_map(values, "viridis"), colormaps["viridis"](values)[:, :3])

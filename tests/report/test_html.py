@@ -43,7 +43,9 @@ def test_train_writes_the_report_and_records_its_cost(trained_run, report):
 def test_the_page_is_self_contained(report):
     page = report.read_text()
     sources = re.findall(r'(?:src|href)="([^"]*)"', page)
-    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    kinds = {s.split(";base64,")[0] for s in sources}
+    assert sources and all(";base64," in s for s in sources)
+    assert kinds == {"data:image/svg+xml", "data:image/jpeg"}  # figures, grids of photos
     assert "<script" not in page and "http://" not in page and "https://" not in page
 
 
@@ -131,10 +133,12 @@ def test_a_two_class_run_reports_and_a_failing_report_is_never_silent(tmp_path, 
         in capsys.readouterr().err
 
 
-def test_the_report_scores_the_last_validation_pass_not_a_second_one(tmp_path, monkeypatch):
+def test_the_report_scores_the_last_validation_pass_not_a_second_one(tmp_path, monkeypatch, backend_name):
     """With validation as the held-out split, the report reuses the model's
     outputs of the last validation pass (torch): no second pass over the
     images, and the same evaluation a fresh pass gives."""
+    if backend_name != "torch":
+        pytest.skip("TensorFlow and JAX validate in compiled functions: their report makes its own pass")
     import numpy as np
 
     from portaclass import evaluate as evaluate_module

@@ -16,8 +16,8 @@ def test_a_run_imports_no_framework_but_its_own(backend_name, tiny_images, tmp_p
     augmented (``strong``: RandAugment, MixUp/CutMix), training, checkpoints,
     the saved model, loading it back. Nor does the console script load what
     Keras imports for features portaclass never uses (scikit-learn and
-    SciPy through keras.wrappers, matplotlib: the report at the end of a
-    run draws with it, so this run has none), nor, on torch, TorchDynamo
+    SciPy through keras.wrappers), nor matplotlib (the report at the end of
+    the run draws its figures as SVG), nor, on torch, TorchDynamo
     (``torch.compile``'s tracer, which Keras imports for a decorator)."""
     run_dir = tmp_path / "run"
     result = run_python(
@@ -25,10 +25,11 @@ def test_a_run_imports_no_framework_but_its_own(backend_name, tiny_images, tmp_p
         import json, sys
         from portaclass.cli import main
         code = main(["train", "--data", {str(tiny_images)!r}, "--image-size", "16", "--epochs", "1",
-                     "--batch-size", "8", "--augment", "strong", "--out", {str(run_dir)!r}, "--quiet",
-                     "--no-report"])
+                     "--batch-size", "8", "--augment", "strong", "--out", {str(run_dir)!r}, "--quiet"])
         import keras
         keras.saving.load_model({str(run_dir / "model.keras")!r})
+        import pathlib
+        assert pathlib.Path({str(run_dir / "report.html")!r}).is_file()
         print(json.dumps([code, sorted(m for m in ("tensorflow", "torch", "jax", "sklearn", "matplotlib", "torch._dynamo")
                                    if m in sys.modules)]))
         """,

@@ -5,7 +5,8 @@ training curves (both fine-tuning phases marked), the confusion matrix and
 per-class table of the held-out split, the images with the highest loss
 (fastai's ``plot_top_losses``) and Grad-CAM overlays of some of them, an
 augmentation preview, the skipped files, the config and the environment.
-Every image is a PNG inlined as a data URI and the page has no script and
+Every image is inlined as a data URI (figures as SVG, ``report/svg.py``;
+grids of photos as JPEG, a fifth of a PNG's bytes) and the page has no script and
 no external resource, so it opens anywhere, offline, and can be mailed.
 The page comes from a Jinja2 template (``templates/report.html.j2``).
 """
@@ -26,7 +27,7 @@ from portaclass.data.decode import DecodeError, as_array, load_image
 from portaclass.errors import PortaclassError
 from portaclass.evaluate import EVALUATION, Evaluation, evaluate, evaluation_of_outputs, item_names
 from portaclass.inference import Classifier, as_probabilities, open_classifier
-from portaclass.report import grid, plots
+from portaclass.report import grid, svg
 from portaclass.run import SKIPPED, Run
 
 REPORT = "report.html"
@@ -35,11 +36,20 @@ GRADCAM_IMAGES = 4
 PREVIEW_IMAGES = 8
 
 
-def _png(draw) -> str:
-    """``draw(file)`` writes a PNG; returns it as a data URI."""
+def _svg(text: str) -> str:
+    """An SVG document (the figures) as a data URI."""
+    return "data:image/svg+xml;base64," + base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def _jpeg(draw) -> str:
+    """``draw(file)`` writes a JPEG (the grids of photos); returns it as a data URI."""
+    return _data_uri(draw, "image/jpeg")
+
+
+def _data_uri(draw, mime: str) -> str:
     buffer = io.BytesIO()
     draw(buffer)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:{mime};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def write_report(run_dir, *, classifier: Classifier | None = None, out=None,
@@ -60,7 +70,7 @@ def write_report(run_dir, *, classifier: Classifier | None = None, out=None,
     run = Run.open(run_dir)
     history = run.history()
     sections: dict = {"notes": []}
-    sections["curves"] = _png(lambda f: plots.plot_training_curves(history, f)) if history else None
+    sections["curves"] = _svg(svg.training_curves(history)) if history else None
     evaluation = None
     if run.held_out is not None:
         try:
@@ -72,14 +82,14 @@ def write_report(run_dir, *, classifier: Classifier | None = None, out=None,
         sections["notes"].append("The run held no split out (val_split=0 and test_split=0): "
                                  "there is nothing to evaluate on.")
     if evaluation is not None:
-        sections["confusion"] = _png(lambda f: plots.plot_confusion_matrix(
-            np.asarray(evaluation.scores.confusion_matrix), evaluation.class_names, f))
+        sections["confusion"] = _svg(svg.confusion_matrix(
+            np.asarray(evaluation.scores.confusion_matrix), evaluation.class_names))
         items = _held_out_items(run)  # read the split once for both sections
         images = _top_loss_images(run, evaluation, items)
         if images:
-            sections["top_losses"] = _png(lambda f: grid.image_grid(
+            sections["top_losses"] = _jpeg(lambda f: grid.image_grid(
                 [image for image, _ in images], [text for _, text in images], f,
-                title="highest loss first: true / predicted (probability)"))
+                title="highest loss first: true / predicted (probability)", image_format="JPEG"))
         sections["gradcam"] = _gradcam(classifier, items, evaluation, sections["notes"])
     sections["preview"] = _preview(run, sections["notes"])
     page = _template().render(
@@ -153,7 +163,7 @@ def _gradcam(classifier: Classifier, items: dict, evaluation: Evaluation, notes:
     if not chosen:
         return None
     try:
-        return _png(lambda f: gradcam.overlay_grid(classifier, chosen, f))
+        return _jpeg(lambda f: gradcam.overlay_grid(classifier, chosen, f, image_format="JPEG"))
     except PortaclassError as error:  # a model without a spatial feature map (ViT)
         notes.append(f"Grad-CAM: {error}")
         return None
@@ -171,10 +181,10 @@ def _preview(run: Run, notes: list) -> str | None:
         return None
     height, width, channels = run.input_shape
     try:
-        return _png(lambda f: write_preview(
+        return _jpeg(lambda f: write_preview(
             options["data"], out=f, augment=options.get("augment") or "none", count=PREVIEW_IMAGES,
             image_size=(height, width), seed=options.get("seed", 0), channels=channels,
-            batch_size=options.get("batch_size") or 32))
+            batch_size=options.get("batch_size") or 32, image_format="JPEG"))
     except PortaclassError as error:  # the data moved since training
         notes.append(f"Augmentation preview left out: {error}")
         return None

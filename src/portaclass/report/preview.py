@@ -76,12 +76,13 @@ def write_preview(
     cache_dir=None,
     epoch: int = 0,
     batch_size: int = TRAIN_BATCH_SIZE,
+    image_format: str = "PNG",
 ) -> Path:
     """Write a PNG grid of ``count`` augmented samples of ``data_spec`` (anything
     ``load_dataset`` takes, or a ``Dataset``), each titled with its class:
     the first ``count`` images of training epoch ``epoch`` (0 first) as a
     ``train`` run with the same seed and ``batch_size`` draws them
-    (``sample_batch``).
+    (``sample_batch``); ``image_format`` as ``grid.image_grid`` takes it.
 
     Uses matplotlib's Agg canvas directly, so it needs no display and leaves
     the user's pyplot backend alone.
@@ -96,4 +97,5 @@ def write_preview(
                         batch_size=batch_size)
     return image_grid(list(x), [label_title(label, dataset.class_names) for label in y], out,
                       columns=math.ceil(math.sqrt(len(x))), tile=160, fontsize=12,
-                      title=f"{dataset.name or 'data'}: augment={augment}, seed {seed}, epoch {epoch}")
+                      title=f"{dataset.name or 'data'}: augment={augment}, seed {seed}, epoch {epoch}",
+                      image_format=image_format)
