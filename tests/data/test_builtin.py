@@ -53,6 +53,32 @@ def test_builtin_specs_load(tmp_path):
     assert x.shape == (16, 32, 32, 1)
 
 
+@pytest.mark.one_backend
+def test_a_folder_named_like_a_builtin_is_the_users_folder(tmp_path, monkeypatch):
+    """``--data shapes`` in a folder holding ``shapes/`` (two classes of
+    yours) trains on that folder, not on the built-in four-class set, and
+    the run records where it is, so it reads the same data from anywhere."""
+    import json
+    import shutil
+
+    from portaclass.train.options import TrainOptions
+    from portaclass.train.runner import run_training
+
+    root = write_shapes(tmp_path / "shapes", n_per_class=6, image_size=16, seed=2)
+    for extra in ("star", "triangle"):
+        shutil.rmtree(root / extra)
+    monkeypatch.chdir(tmp_path)
+    assert load_dataset("shapes", 16, cache_dir=tmp_path / "c").class_names == ["circle", "square"]
+    result = run_training(TrainOptions(data="shapes", model="simple_cnn", image_size=16, epochs=1,
+                                       batch_size=4, out=str(tmp_path / "runs"), quiet=True, report=False),
+                          log=lambda _line: None)
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["options"]["data"] == str(root.resolve())
+    assert config["data"]["class_names"] == ["circle", "square"]
+    monkeypatch.chdir(tmp_path / "runs")  # elsewhere, the built-in name means the built-in again
+    assert load_dataset("shapes", 16).class_names == ["circle", "square", "star", "triangle"]
+
+
 def check_tiny_cifar(dataset):
     assert dataset.class_names == ["airplane", "automobile", "bird"]
     assert len(dataset.train) + len(dataset.val) == 20 and len(dataset.test) == 4

@@ -70,6 +70,22 @@ def test_curves_draw_each_series_through_its_values():
     assert not root.findall(f".//{NS}line[@class='phase-2']")
 
 
+def test_legends_sit_where_no_point_is():
+    """Accuracy climbs to the top right, where a legend goes by default:
+    there it would hide the last epochs."""
+    history = _history(10)
+    for row in history:
+        row["accuracy"], row["val_accuracy"] = 0.2 + row["epoch"] * 0.08, 0.15 + row["epoch"] * 0.08
+    root = _parse(svg.training_curves(history))
+    legends = root.findall(f"{NS}rect[@class='legend']")
+    assert len(legends) == 2  # loss and accuracy; the learning rate is one line
+    dots = [(float(c.get("cx")), float(c.get("cy"))) for c in root.findall(f"{NS}circle")]
+    for legend in legends:
+        x, y = float(legend.get("x")), float(legend.get("y"))
+        w, h = float(legend.get("width")), float(legend.get("height"))
+        assert not [(cx, cy) for cx, cy in dots if x <= cx <= x + w and y <= cy <= y + h]
+
+
 def test_a_missing_value_breaks_the_line_and_phase_two_is_marked():
     history = _history(6, phase_two_from=4)
     history[2]["val_loss"] = ""  # epoch 3 not validated

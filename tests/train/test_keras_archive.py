@@ -191,3 +191,16 @@ def test_epoch_checkpoints_are_written_over_the_file_they_replace(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.keras"]
     assert read_state(path) == {"epoch": 5}
     keras.saving.load_model(path)
+
+
+def test_a_model_of_bfloat16_variables_is_saved_by_keras_every_time(tmp_path):
+    """Variables NumPy has no name for (bfloat16, stored by Keras with a
+    dtype attribute): no layout, and every save is Keras' own."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, dtype="bfloat16")])
+    write_keras_atomic(model, tmp_path / "m.keras")
+    assert archive_layout.layout_for(model) is None
+    model.layers[0].kernel.assign(np.ones((4, 3)))
+    loaded = keras.saving.load_model(write_keras_atomic(model, tmp_path / "m.keras"))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded.layers[0].kernel).astype("float32"),
+                                  np.ones((4, 3), "float32"))

@@ -112,7 +112,8 @@ def load_dataset(
 
     Args:
         spec: a folder of class folders (or a pre-split one), ``"digits"``,
-            ``"shapes"``, ``"cifar10"`` (Keras download/cache), or a path to
+            ``"shapes"``, ``"cifar10"`` (Keras download/cache; an existing
+            folder of that name wins), or a path to
             ``cifar-10-python.tar.gz`` or its extracted folder.
         image_size: an int or (height, width): the size built-in datasets
             are made at (the pipeline resizes everything to the model's size).
@@ -129,6 +130,9 @@ def load_dataset(
     height, width = as_size_hw(image_size)
     checks.channels("channels", channels)
     key = str(spec)
+    path = Path(key).expanduser()
+    if path.is_dir():  # a folder the user has, even one named like a built-in ("digits/")
+        key = str(path.resolve())
     if key == "digits":
         x, y, names = load_digits(height)
         return from_arrays(to_channel_count(x, channels), y, names, val_split=val_split,
@@ -137,7 +141,6 @@ def load_dataset(
         x, y, names = make_shapes(SHAPES_PER_CLASS, max(height, width), seed=1234)
         return from_arrays(to_channel_count(x, channels), y, names, val_split=val_split,
                            test_split=test_split, seed=seed, name="shapes")
-    path = Path(key).expanduser()
     if key == "cifar10" or (path.exists() and _is_cifar_path(path)):
         (x, y), (x_test, y_test), names = load_cifar10_keras() if key == "cifar10" else read_cifar10(path)
         return from_arrays(to_channel_count(x, channels), y, names, val_split=val_split,

@@ -139,33 +139,49 @@ def training_curves(history: list[dict]) -> str:
         everything = np.concatenate([values for _, values in series]) if series else np.array([])
         panel = _Panel(gap + i * (panel_width + gap), 30, panel_width, 220, (x_low, x_high),
                        _y_ticks(everything, log), log)
-        body.append(_text(panel.left + panel_width / 2, 18, title, size=13))
+        body.append(_text(panel.left + panel_width / 2, 19, title, size=14))
         for tick in panel.y_ticks:
             y = panel.y(tick)
             body.append(f'<line x1="{panel.left:.1f}" x2="{panel.left + panel_width:.1f}" y1="{y:.1f}" '
                         f'y2="{y:.1f}" stroke="{GRID}"/>')
             label = f"1e{round(math.log10(tick))}" if log else _tick_label(tick)
-            body.append(_text(panel.left - 6, y + 4, label, size=10, anchor="end"))
+            body.append(_text(panel.left - 6, y + 4, label, size=11, anchor="end"))
         bottom = panel.top + panel.height
         for tick in x_ticks:
-            body.append(_text(panel.x(tick), bottom + 15, f"{tick:g}", size=10))
-        body.append(_text(panel.left + panel_width / 2, bottom + 32, "epoch"))
+            body.append(_text(panel.x(tick), bottom + 16, f"{tick:g}", size=11))
+        body.append(_text(panel.left + panel_width / 2, bottom + 34, "epoch", size=12))
         body.append(f'<rect x="{panel.left:.1f}" y="{panel.top:.1f}" width="{panel_width:.1f}" '
                     f'height="{panel.height:.1f}" fill="none" stroke="{INK}" stroke-width="0.8"/>')
         if second is not None:
             x = panel.x(second - 0.5)
             body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{panel.top:.1f}" y2="{bottom:.1f}" '
                         f'stroke="{MUTED}" stroke-dasharray="4 3" class="phase-2"/>')
-            body.append(_text(x + 4, bottom - 6, "phase 2: fine-tuning", size=9, anchor="start",
+            body.append(_text(x + 4, bottom - 6, "phase 2: fine-tuning", size=10, anchor="start",
                               fill=MUTED))
-        for j, (name, values) in enumerate(series):
+        for j, (_, values) in enumerate(series):
             body.extend(_polylines(panel, epochs, values, COLORS[j]))
-            if len(columns) > 1:  # a legend: which line is which
-                y = panel.top + 14 + 15 * j
-                body.append(f'<line x1="{panel.left + panel_width - 92:.1f}" x2="{panel.left + panel_width - 74:.1f}" '
-                            f'y1="{y - 4:.1f}" y2="{y - 4:.1f}" stroke="{COLORS[j]}" stroke-width="2"/>')
-                body.append(_text(panel.left + panel_width - 70, y, name, size=10, anchor="start"))
+        if len(series) > 1:  # a legend: which line is which, in the corner the lines leave free
+            body.extend(_legend(panel, epochs, series))
     return _document(width, height, body)
+
+
+def _legend(panel: _Panel, epochs: np.ndarray, series: list) -> list[str]:
+    width, height = 112.0, 8.0 + 16.0 * len(series)
+    points = [(panel.x(e), panel.y(v)) for _, values in series for e, v in zip(epochs, values)
+              if math.isfinite(v) and (v > 0 or not panel.log)]
+    corners = [(panel.left + panel.width - width - 4, panel.top + 4),  # top right first, as matplotlib
+               (panel.left + panel.width - width - 4, panel.top + panel.height - height - 4),
+               (panel.left + 4, panel.top + 4), (panel.left + 4, panel.top + panel.height - height - 4)]
+    left, top = min(corners, key=lambda c: sum(c[0] - 6 <= x <= c[0] + width + 6 and c[1] - 6 <= y <= c[1] + height + 6
+                                               for x, y in points))
+    parts = [f'<rect x="{left:.1f}" y="{top:.1f}" width="{width:.1f}" height="{height:.1f}" fill="white" '
+             f'fill-opacity="0.85" stroke="{GRID}" class="legend"/>']
+    for j, (name, _) in enumerate(series):
+        y = top + 16 * (j + 1)
+        parts.append(f'<line x1="{left + 6:.1f}" x2="{left + 24:.1f}" y1="{y - 4:.1f}" y2="{y - 4:.1f}" '
+                     f'stroke="{COLORS[j]}" stroke-width="2"/>')
+        parts.append(_text(left + 29, y, name, size=11, anchor="start"))
+    return parts
 
 
 def _blue(share: float) -> str:

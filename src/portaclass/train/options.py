@@ -260,6 +260,9 @@ class TrainOptions:
         decided at run time (sizes, head dropout, epochs, learning rate,
         precision, run folder); options that did not apply are None."""
         values = {k: v for k, v in asdict(self).items() if k not in ("quiet",) + HOST_OPTIONS}
+        data = Path(self.data).expanduser()
+        if data.exists():  # a folder or archive, where it is: report, preview and resume read it from anywhere
+            values["data"] = str(data.resolve())
         values.update(ran)
         if not self.transfer:
             for name in ("unfreeze", "fine_tune_lr", "base_batchnorm"):

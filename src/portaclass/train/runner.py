@@ -185,6 +185,8 @@ def _check_no_contradiction(run: Run, options: TrainOptions, given: dict) -> Non
     normalised = dict(given)
     if "learning_rate" in normalised:  # "1e-3" from the command line is 0.001
         normalised["learning_rate"] = TrainOptions(data="-", learning_rate=given["learning_rate"]).learning_rate
+    if "data" in normalised and Path(str(normalised["data"])).expanduser().exists():
+        normalised["data"] = str(Path(str(normalised["data"])).expanduser().resolve())  # as config.json has it
     clashes = [name for name, value in normalised.items()
                if name not in ("quiet", "out", "lr_find") and run.options.get(name) != value
                and getattr(options, name, None) != value]
@@ -197,7 +199,7 @@ def _check_no_contradiction(run: Run, options: TrainOptions, given: dict) -> Non
 
 
 def _dataset_label(data: str) -> str:
-    if data in BUILTINS:
+    if data in BUILTINS and not Path(data).expanduser().is_dir():
         return data
     return Path(data).name or "data"
 

@@ -326,7 +326,6 @@ class TrainingSession:
         self.run.write_metrics(metrics)
         self.log(f"report: {path}")
 
-
     def _last_validation_outputs(self):
         """The final weights' outputs over the validation split, when the
         last validation pass saw every image of it as it is on disk."""
