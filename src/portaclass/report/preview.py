@@ -10,6 +10,7 @@ import numpy as np
 
 from portaclass import checks
 from portaclass._lazy import LazyModule
+from portaclass.data.augment import mixes_labels
 from portaclass.data.constants import PRESETS
 from portaclass.data.dataset import Dataset
 from portaclass.data.loading import load_dataset
@@ -31,16 +32,13 @@ def sample_batch(dataset, n: int, image_size, augment: str, seed: int, channels:
     batch size gets them: the same pipeline, so the same order, the same
     per-image draws and (``strong``) the same MixUp/CutMix partners. Only
     the scaling differs: 0..1 here, the model's own in training."""
-    def pipeline_of(size: int):
-        return pipeline_module.make_pipeline(
-            dataset.train, size, preprocessing=None, image_size=image_size, channels=channels,
-            augment=augment, shuffle=True, seed=seed, workers=1)
-
-    pipeline = pipeline_of(batch_size)
-    if not pipeline.augmenter.soft_labels and n < batch_size:
+    if not mixes_labels(augment):
         # order and draws are per image: without MixUp/CutMix partners,
         # batches of n give the same first n images, and decode no more
-        pipeline = pipeline_of(n)
+        batch_size = min(batch_size, n)
+    pipeline = pipeline_module.make_pipeline(
+        dataset.train, batch_size, preprocessing=None, image_size=image_size, channels=channels,
+        augment=augment, shuffle=True, seed=seed, workers=1)
     pipeline.set_epoch(epoch)
     xs, ys = [], []
     for index in range(len(pipeline)):

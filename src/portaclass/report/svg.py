@@ -192,6 +192,12 @@ def _blue(share: float) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
+def row_shares(matrix: np.ndarray) -> np.ndarray:
+    """Each count as a share of its row (its true class); 0 in an empty row."""
+    totals = matrix.sum(axis=1, keepdims=True)
+    return np.divide(matrix, totals, out=np.zeros(matrix.shape, float), where=totals > 0)
+
+
 def confusion_matrix(matrix: np.ndarray, class_names: list[str]) -> str:
     """Counts with truth on the rows, predictions on the columns; each row
     coloured by its share, so small classes read as clearly as large ones."""
@@ -203,8 +209,7 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str]) -> str:
     left, top = label_room + 28, 16
     bottom_room = (label_room * 0.75 if rotate else 20) + 28
     width, height = left + n * cell + 16, top + n * cell + bottom_room
-    totals = matrix.sum(axis=1, keepdims=True)
-    shares = np.divide(matrix, totals, out=np.zeros(matrix.shape, float), where=totals > 0)
+    shares = row_shares(matrix)
     body = []
     for i in range(n):
         for j in range(n):
