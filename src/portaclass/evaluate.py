@@ -26,7 +26,7 @@ from portaclass.data.dataset import Split
 from portaclass.data.folder import from_directory
 from portaclass.data.inputs import iter_inputs
 from portaclass.errors import DataError, UsageError
-from portaclass.inference import Classifier, open_classifier, stack_pixels
+from portaclass.inference import Classifier, as_probabilities, open_classifier, stack_pixels
 from portaclass.run import write_json_atomic
 
 EVALUATION = "evaluation.json"
@@ -139,13 +139,14 @@ def evaluate(source, data=None, *, tta: bool = False, out=None, device: str | No
     return evaluation
 
 
-def evaluation_of_outputs(classifier: Classifier, probabilities, data=None) -> Evaluation:
-    """The evaluation of ``probabilities`` the classifier already gave for
-    every image of the run split ``data`` (None: the held-out one), in the
-    split's order: a run's last validation pass, reused by its report."""
+def evaluation_of_outputs(classifier: Classifier, outputs, data=None) -> Evaluation:
+    """The evaluation of the model's ``outputs`` (probabilities, or logits
+    from a model without softmax) already computed for every image of the
+    run split ``data`` (None: the held-out one), in the split's order: a
+    run's last validation pass, reused by its report."""
     start = time.perf_counter()
     split, data_name, skipped = _resolve_data(classifier, data)
-    probabilities = np.asarray(probabilities)
+    probabilities = as_probabilities(np.asarray(outputs, np.float32))
     if len(probabilities) != len(split):
         raise ValueError(f"{len(probabilities)} predictions for the {len(split)} images of {data_name}")
     labels = _labels_in_model_order(split, classifier.class_names, data_name)

@@ -26,7 +26,7 @@ from portaclass import __version__
 from portaclass.data.decode import DecodeError, as_array, load_image
 from portaclass.errors import PortaclassError
 from portaclass.evaluate import EVALUATION, Evaluation, evaluate, evaluation_of_outputs, item_names
-from portaclass.inference import Classifier, as_probabilities, open_classifier
+from portaclass.inference import Classifier, open_classifier
 from portaclass.report import grid, svg
 from portaclass.run import SKIPPED, Run
 
@@ -115,7 +115,7 @@ def _held_out_evaluation(run: Run, classifier: Classifier, outputs=None) -> Eval
         if data.get("split") == run.held_out and data.get("model") == classifier.source:
             return _evaluation_from_dict(data)
     if outputs is not None:
-        return evaluation_of_outputs(classifier, as_probabilities(np.asarray(outputs, np.float32)))
+        return evaluation_of_outputs(classifier, outputs)
     return evaluate(classifier, write=False)
 
 

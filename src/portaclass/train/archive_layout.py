@@ -102,7 +102,7 @@ class ArchiveLayout:
     """Where each variable's bytes sit in a weights file Keras wrote."""
 
     def __init__(self, pieces: list, size: int, signature: tuple):
-        self.pieces = pieces  # in file order: bytes (metadata) or (variable, shape, dtype)
+        self.pieces = pieces  # in file order: bytes (metadata) or a variable (its values)
         self.size = size  # of the HDF5 file, user block included
         self.signature = signature
 
@@ -120,7 +120,7 @@ class ArchiveLayout:
         import h5py
 
         signature = _signature(model)
-        tracked = {id(v) for v in signature[1]}
+        tracked = {id(v) for v in signature[2]}
         if recorder.other_values or not recorder.variables \
                 or any(id(v) not in tracked for v in recorder.variables.values()):
             return None
@@ -154,7 +154,7 @@ class ArchiveLayout:
                     return None  # overlapping runs: not a layout we understand
                 f.seek(position)
                 pieces.append(f.read(offset - position))
-                pieces.append((variable, tuple(variable.shape), variable.dtype))
+                pieces.append(variable)
                 position = offset + nbytes
             f.seek(position)
             pieces.append(f.read(size - position))
@@ -162,12 +162,11 @@ class ArchiveLayout:
 
     def fits(self, model) -> bool:
         """Whether ``model`` still has the variables this layout was learned from."""
-        now = _signature(model)
-        return (now[0][0] is self.signature[0][0] and now[0][1] == self.signature[0][1]
-                and len(now[1]) == len(self.signature[1])
-                and all(a is b for a, b in zip(now[1], self.signature[1]))
-                and all(tuple(v.shape) == shape and v.dtype == dtype
-                        for v, shape, dtype in (p for p in self.pieces if isinstance(p, tuple))))
+        optimizer, built, variables = _signature(model)
+        learned_optimizer, learned_built, learned = self.signature
+        # a Keras variable keeps its shape and dtype: the same objects, the same bytes
+        return (optimizer is learned_optimizer and built == learned_built and len(variables) == len(learned)
+                and all(a is b for a, b in zip(variables, learned)))
 
     def write(self, path: Path) -> int:
         """Write the weights file (user block left blank) to ``path``, over
@@ -178,9 +177,9 @@ class ArchiveLayout:
         with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666), "wb") as f:
             f.write(bytes(USER_BLOCK))
             for piece in self.pieces:
-                if isinstance(piece, tuple):
+                if not isinstance(piece, bytes):
                     # portaclass' to_numpy: a CPU tensor's own memory, not a copy
-                    value = np.ascontiguousarray(backend.to_numpy(piece[0]))
+                    value = np.ascontiguousarray(backend.to_numpy(piece))
                     piece = value.reshape(-1).view(np.uint8)
                 f.write(piece)
                 crc = zlib.crc32(piece, crc)
@@ -196,7 +195,7 @@ def _signature(model) -> tuple:
     optimizer = getattr(model, "optimizer", None)
     built = bool(optimizer is not None and getattr(optimizer, "built", False))
     variables = list(model.variables) + (list(optimizer.variables) if built else [])
-    return (optimizer, built), variables
+    return optimizer, built, variables
 
 
 _layouts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
