@@ -62,3 +62,23 @@ def test_an_exported_file_other_than_onnx_is_refused(tmp_path):
     exported = tmp_path / "model.tflite"
     exported.write_bytes(b"\0" * 16)
     _fails_with([str(exported), "--port", "0"], "serve takes a run folder, a .keras file or an .onnx file")
+
+
+class _Announced(Exception):
+    pass
+
+
+def test_the_printed_address_already_accepts_connections(served_run):
+    # A client (or a test) connects the moment the line appears; before the fix
+    # the socket only listened once uvicorn had started, and CI was refused.
+    from portaclass.serve.options import ServeOptions
+    from portaclass.serve.server import serve
+
+    def connect_when_announced(line):
+        if " at http://" in line:
+            port = int(line.split(" at http://127.0.0.1:")[1].split("/")[0])
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            raise _Announced
+
+    with pytest.raises(_Announced):
+        serve(ServeOptions(source=str(served_run), port=0), log=connect_when_announced)

@@ -31,6 +31,7 @@ from portaclass.serve.options import ServeOptions
 
 OPTIONS_VARIABLE = "PORTACLASS_SERVE_OPTIONS"
 GRACEFUL_SHUTDOWN_S = 30
+LISTEN_BACKLOG = 2048
 SERVER_MODULES = ("fastapi", "uvicorn", "prometheus_client", "python_multipart")
 
 
@@ -43,6 +44,9 @@ def serve(options: ServeOptions, *, log=print) -> None:
     try:
         if options.workers == 1:
             app, served = _loaded_app(options, log)
+            # Listening before the address is printed: a client that reads the line and
+            # connects at once was refused while uvicorn was still starting (seen in CI).
+            sock.listen(LISTEN_BACKLOG)
             _announce(options, sock, served.runtime, log)
             config = uvicorn.Config(app, log_level="warning", lifespan="on",
                                     timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
@@ -54,7 +58,7 @@ def serve(options: ServeOptions, *, log=print) -> None:
             # and the socket, by descriptor (uvicorn's public way to serve a socket made here).
             os.environ[OPTIONS_VARIABLE] = json.dumps(options.to_dict())
             # Listening now: connections wait in the backlog until a worker has loaded the model.
-            sock.listen(2048)
+            sock.listen(LISTEN_BACKLOG)
             _announce(options, sock, f"{options.workers} workers; requests wait until one has loaded", log)
             with _sigterm_ends_cleanly():
                 uvicorn.run("portaclass.serve.server:app_from_environment", factory=True, fd=sock.fileno(),
