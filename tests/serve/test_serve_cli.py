@@ -3,6 +3,7 @@ exit 2, before the server listens."""
 
 from __future__ import annotations
 
+import gc
 import socket
 
 import pytest
@@ -80,5 +81,8 @@ def test_the_printed_address_already_accepts_connections(served_run):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
             raise _Announced
 
-    with pytest.raises(_Announced):
-        serve(ServeOptions(source=str(served_run), port=0), log=connect_when_announced)
+    try:
+        with pytest.raises(_Announced):
+            serve(ServeOptions(source=str(served_run), port=0), log=connect_when_announced)
+    finally:
+        gc.unfreeze()  # serve froze this test process's objects for its server's sake
