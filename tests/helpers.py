@@ -13,7 +13,7 @@ from portaclass.backend_process import (
 from portaclass.config import BACKENDS
 
 __all__ = ["BACKENDS", "invoke_cli", "on_each_backend", "run_cli", "run_python", "run_python_json",
-           "saved_model_accuracy", "subprocess_env"]
+           "preview_spy", "saved_model_accuracy", "subprocess_env"]
 
 
 def saved_model_accuracy(run_dir) -> float:
@@ -40,6 +40,20 @@ def saved_model_accuracy(run_dir) -> float:
         hits += int(np.sum(predicted == truth))
         total += len(truth)
     return hits / total
+
+
+def preview_spy(monkeypatch) -> list:
+    """The datasets the report hands ``write_preview`` (which still runs)."""
+    from portaclass.report import preview
+
+    real, handed = preview.write_preview, []
+
+    def spy(data_spec, **options):
+        handed.append(data_spec)
+        return real(data_spec, **options)
+
+    monkeypatch.setattr(preview, "write_preview", spy)
+    return handed
 
 
 def invoke_cli(args: list[str], **env: str):

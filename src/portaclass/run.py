@@ -255,7 +255,8 @@ class Run:
         height, width, channels = self.input_shape
         dataset = load_dataset(options["data"], (height, width), channels=channels,
                                val_split=options.get("val_split", 0.0),
-                               test_split=options.get("test_split", 0.0), seed=options.get("seed", 0))
+                               test_split=options.get("test_split", 0.0), seed=options.get("seed", 0),
+                               from_run=True)
         split = dataset.splits().get(name)
         expected = read_split_indices(self.path, name)
         if split is None or split.source_index is None or list(split.source_index) != expected:

@@ -79,6 +79,51 @@ def test_a_folder_named_like_a_builtin_is_the_users_folder(tmp_path, monkeypatch
     assert load_dataset("shapes", 16).class_names == ["circle", "square", "star", "triangle"]
 
 
+@pytest.mark.one_backend
+def test_a_run_on_a_builtin_reopened_beside_a_same_named_folder_reads_the_builtin(tmp_path, monkeypatch):
+    """config.json records a folder by its absolute path, so a bare "shapes"
+    there is the built-in: a ``shapes/`` folder made later beside the run
+    changes neither its held-out split, nor its report's preview, nor --resume."""
+    import shutil
+
+    import portaclass.train.callbacks as callbacks
+    from portaclass.data.run_files import read_split_indices
+    from portaclass.report.html import write_report
+    from portaclass.run import Run
+    from portaclass.train.options import TrainOptions
+    from portaclass.train.runner import resume_training, run_training
+    from tests.helpers import preview_spy
+
+    class Crash(Exception):
+        pass
+
+    real = callbacks.RunCheckpoints.on_epoch_end
+
+    def crash_after_the_first_checkpoint(self, epoch, logs=None):
+        real(self, epoch, logs)
+        raise Crash
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(callbacks.RunCheckpoints, "on_epoch_end", crash_after_the_first_checkpoint)
+    with pytest.raises(Crash):
+        run_training(TrainOptions(data="shapes", model="simple_cnn", image_size=16, epochs=2, batch_size=16,
+                                  out="run", quiet=True, report=False), log=lambda _line: None)
+    monkeypatch.setattr(callbacks.RunCheckpoints, "on_epoch_end", real)
+    root = write_shapes(tmp_path / "shapes", n_per_class=6, image_size=16, seed=2)
+    for extra in ("star", "triangle"):
+        shutil.rmtree(root / extra)
+
+    four = ["circle", "square", "star", "triangle"]
+    assert Run.open("run").split("val").class_names == four
+    lines = []
+    resume_training("run", quiet=True, log=lines.append)
+    assert any(line.startswith("shapes:") and "4 classes" in line for line in lines), lines
+    previewed = preview_spy(monkeypatch)
+    write_report("run")
+    assert previewed[0].class_names == four
+    assert list(previewed[0].train.source_index) == read_split_indices("run", "train")
+
+
 def check_tiny_cifar(dataset):
     assert dataset.class_names == ["airplane", "automobile", "bird"]
     assert len(dataset.train) + len(dataset.val) == 20 and len(dataset.test) == 4

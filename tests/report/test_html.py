@@ -71,6 +71,22 @@ def test_a_run_folder_moved_away_from_its_data_still_reports(trained_run, tmp_pa
     page = path.read_text()
     assert "Training curves" in page and "Configuration" in page
     assert "Held-out evaluation left out" in page and "nowhere" in page
+    assert "Augmentation preview left out" in page and "nowhere" in page
+
+
+def test_the_preview_draws_from_the_runs_own_train_split(trained_run, tmp_path, monkeypatch):
+    """The run held out a quarter twice (not the 0.2/0.1 defaults): the
+    preview shows its training images, in splits/train.csv's order."""
+    from portaclass.data.run_files import read_split_list
+    from tests.helpers import preview_spy
+
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run[0].run_dir, copy)
+    previewed = preview_spy(monkeypatch)
+    write_report(copy)
+    train = previewed[0].train
+    assert train.relpaths() == [path for path, _ in read_split_list(copy, "train")]
+    assert previewed[0].class_names == ["circle", "square", "star", "triangle"]
 
 
 def test_the_report_renders_in_chromium_with_every_image_loaded(report, backend_name):

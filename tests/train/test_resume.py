@@ -205,3 +205,38 @@ def test_a_transfer_run_killed_in_phase_two_resumes_in_phase_two(tiny_options, t
     assert [(int(r["epoch"]), int(float(r["phase"]))) for r in run.history()] == [(1, 1), (2, 1), (3, 2), (4, 2)]
     for resumed, straight in zip(final_weights(tmp_path / "crashed"), final_weights(tmp_path / "straight")):
         np.testing.assert_array_equal(resumed, straight)
+
+
+@pytest.mark.one_backend  # file-level checks before any training
+def test_resume_refuses_data_whose_files_or_classes_changed_and_keeps_the_checkpoint(tiny_images, tmp_path):
+    """A file or class added since the run started would re-split the data
+    (or break the weights' load): one line naming what changed, exit 2,
+    checkpoint untouched; with the data restored the run resumes."""
+    import shutil
+
+    from tests.helpers import invoke_cli
+
+    data = shutil.copytree(tiny_images, tmp_path / "data")
+    run_dir = tmp_path / "run"
+    run_training(TrainOptions(data=str(data), image_size=16, batch_size=8, epochs=1, val_split=0.25,
+                              test_split=0.0, out=str(run_dir), report=False, quiet=True), log=lambda line: None)
+    for finished_marker in ("metrics.json", "model.keras"):  # a run killed after its last checkpoint
+        (run_dir / finished_marker).unlink()
+    checkpoint = (run_dir / "checkpoints" / "last.keras").read_bytes()
+
+    extra = data / "circle" / "extra.png"
+    shutil.copy(next((data / "square").glob("*.png")), extra)
+    added_file = invoke_cli(["train", "--resume", str(run_dir), "--quiet"])
+    extra.unlink()
+    shutil.copytree(data / "star", data / "hexagon")
+    added_class = invoke_cli(["train", "--resume", str(run_dir), "--quiet"])
+    shutil.rmtree(data / "hexagon")
+
+    for result, named in ((added_file, "split is not the one the run"), (added_class, "hexagon")):
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and named in lines[0] and str(data) in lines[0], result.stderr
+    assert (run_dir / "checkpoints" / "last.keras").read_bytes() == checkpoint
+    resumed = invoke_cli(["train", "--resume", str(run_dir), "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    assert Run.open(run_dir).finished

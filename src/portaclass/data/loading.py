@@ -9,6 +9,7 @@ import numpy as np
 from portaclass import checks
 from portaclass.data.builtin import load_digits
 from portaclass.data.cifar import load_cifar10_keras, read_cifar10
+from portaclass.data.constants import BUILTINS
 from portaclass.data.dataset import Dataset, Split, as_size_hw
 from portaclass.data.decode import DEFAULT_MAX_PIXELS
 from portaclass.data.folder import from_directory
@@ -107,6 +108,7 @@ def load_dataset(
     seed: int = 0,
     cache_dir=None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    from_run: bool = False,
 ) -> Dataset:
     """A Dataset from ``spec``, split stratified and seeded.
 
@@ -123,6 +125,9 @@ def load_dataset(
         seed: seeds the split.
         cache_dir: where the bad-file pre-pass caches its verdicts.
         max_pixels: files with more pixels are skipped as decompression bombs.
+        from_run: ``spec`` is a run's recorded data (config.json), where a
+            folder is an absolute path: a bare built-in name there is the
+            built-in, even from a directory holding a folder of that name.
 
     Returns:
         A ``Dataset`` with ``train`` and, where non-empty, ``val``/``test``.
@@ -131,7 +136,7 @@ def load_dataset(
     checks.channels("channels", channels)
     key = str(spec)
     path = Path(key).expanduser()
-    if path.is_dir():  # a folder the user has, even one named like a built-in ("digits/")
+    if path.is_dir() and not (from_run and key in BUILTINS):  # a folder the user has, even one named "digits/"
         key = str(path.resolve())
     if key == "digits":
         x, y, names = load_digits(height)

@@ -56,6 +56,27 @@ def read_split_list(run_dir, name: str = "test") -> list[tuple[str, str]]:
     return [(row[0], row[1]) for row in rows[1:] if row]
 
 
+def check_same_splits(run_dir, dataset) -> None:
+    """DataError when ``dataset`` (the run's data loaded again, e.g. for
+    --resume) no longer gives the classes and split lists the run recorded:
+    a class or file added or removed since would otherwise re-split the data
+    silently, or fail deep inside the model's weight loading."""
+    recorded_classes = read_class_names(run_dir)
+    if dataset.class_names != recorded_classes:
+        raise DataError(f"{dataset.root or dataset.name}: the classes are now {', '.join(dataset.class_names)}; "
+                        f"the run in {run_dir} trained on {', '.join(recorded_classes)}")
+    for name in ("train", "val", "test"):
+        split = dataset.splits().get(name)
+        now = [] if split is None else split.relpaths() if split.is_files else [
+            str(int(i)) for i in (split.source_index if split.source_index is not None else range(len(split)))]
+        path = Path(run_dir) / "splits" / f"{name}.csv"
+        recorded = [item for item, _ in read_split_list(run_dir, name)] if path.exists() else []
+        if now != recorded:
+            raise DataError(f"{dataset.root or dataset.name}: the {name} split is not the one the run in {run_dir} "
+                            f"recorded ({len(now)} images now, {len(recorded)} in splits/{name}.csv): files were "
+                            "added, removed or renamed since; restore them to resume, or start a new run")
+
+
 def read_split_indices(run_dir, name: str) -> list[int]:
     """The source row numbers of an in-memory split (``index`` column)."""
     return [int(index) for index, _ in read_split_list(run_dir, name)]
@@ -72,6 +93,8 @@ def load_split_files(run_dir, name: str = "test", root=None) -> Split:
             raise DataError(f"{run_dir} was trained on an in-memory dataset; pass the data root")
         root = root_file.read_text(encoding="utf-8").strip()
     root = Path(root)
+    if not root.is_dir():  # one line naming it, not a decode failure per file
+        raise DataError(f"{root}: the data folder of {run_dir} is not there any more (moved or deleted)")
     index = {c: i for i, c in enumerate(class_names)}
     rows = read_split_list(run_dir, name)
     unknown = sorted({label for _, label in rows if label not in index})

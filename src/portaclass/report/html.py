@@ -173,7 +173,9 @@ def _gradcam(classifier: Classifier, items: dict, evaluation: Evaluation, notes:
 
 
 def _preview(run: Run, notes: list) -> str | None:
-    """The first images of training epoch 1 as the run's augmentation drew them."""
+    """The first images of training epoch 1 as the run's augmentation drew
+    them: its own train split (splits/train.csv), in the run's order."""
+    from portaclass.data.dataset import Dataset
     from portaclass.report.preview import write_preview
 
     options = run.options
@@ -181,8 +183,10 @@ def _preview(run: Run, notes: list) -> str | None:
         return None
     height, width, channels = run.input_shape
     try:
+        train = run.split("train")
+        dataset = Dataset(class_names=train.class_names, train=train, name=Path(options["data"]).name)
         return _jpeg(lambda f: write_preview(
-            options["data"], out=f, augment=options.get("augment") or "none", count=PREVIEW_IMAGES,
+            dataset, out=f, augment=options.get("augment") or "none", count=PREVIEW_IMAGES,
             image_size=(height, width), seed=options.get("seed", 0), channels=channels,
             batch_size=options.get("batch_size") or 32, image_format="JPEG"))
     except PortaclassError as error:  # the data moved since training

@@ -103,12 +103,13 @@ class TrainingSession:
         if not self.topology.chief and self.run is not None:
             shutil.rmtree(self.run.path.parent, ignore_errors=True)
 
-    def load_data(self) -> None:
+    def load_data(self, *, from_run: bool = False) -> None:
+        """``from_run``: ``options.data`` is a resumed run's recorded data (see load_dataset)."""
         options = self.options
         self.limit = {"max_pixels": options.max_image_pixels} if options.max_image_pixels else {}
         self.dataset = load_dataset(options.data, self.size, channels=self.channels,
                                     val_split=options.val_split, test_split=options.test_split,
-                                    seed=options.seed, **self.limit)
+                                    seed=options.seed, from_run=from_run, **self.limit)
         self.log(self.dataset.summary())
 
     def build_model(self) -> None:
