@@ -24,19 +24,21 @@ def write_run_files(dataset, run_dir: Path) -> Path:
     for name, split in dataset.splits().items():
         with open(split_dir / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            names = [split.class_names[i] for i in split.labels]
-            if split.is_files:
-                writer.writerow(["path", "label"])
-                writer.writerows(zip(split.relpaths(), names))
-            else:
-                writer.writerow(["index", "label"])
-                index = split.source_index if split.source_index is not None else range(len(split))
-                writer.writerows(zip((int(i) for i in index), names))
+            writer.writerow(["path" if split.is_files else "index", "label"])
+            writer.writerows(zip(_split_items(split), (split.class_names[i] for i in split.labels)))
     with open(run_dir / "skipped.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "reason"])
         writer.writerows(dataset.skipped)
     return split_dir
+
+
+def _split_items(split) -> list[str]:
+    """A split's first column: paths relative to the data root, or row numbers."""
+    if split.is_files:
+        return split.relpaths()
+    index = split.source_index if split.source_index is not None else range(len(split))
+    return [str(int(i)) for i in index]
 
 
 def read_class_names(run_dir) -> list[str]:
@@ -67,8 +69,7 @@ def check_same_splits(run_dir, dataset) -> None:
                         f"the run in {run_dir} trained on {', '.join(recorded_classes)}")
     for name in ("train", "val", "test"):
         split = dataset.splits().get(name)
-        now = [] if split is None else split.relpaths() if split.is_files else [
-            str(int(i)) for i in (split.source_index if split.source_index is not None else range(len(split)))]
+        now = [] if split is None else _split_items(split)
         path = Path(run_dir) / "splits" / f"{name}.csv"
         recorded = [item for item, _ in read_split_list(run_dir, name)] if path.exists() else []
         if now != recorded:
