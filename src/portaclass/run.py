@@ -27,6 +27,7 @@ from portaclass._lazy import backend, keras
 from portaclass.data.loading import load_dataset
 from portaclass.data.run_files import (
     append_decode_failures,
+    check_same_splits,
     load_split_files,
     read_split_indices,
     write_run_files,
@@ -239,6 +240,11 @@ class Run:
             return []
         with path.open(newline="") as f:
             return list(csv.DictReader(f))
+
+    def check_same_data(self, dataset) -> None:
+        """DataError unless ``dataset`` (this run's data loaded again) gives
+        the classes and split lists the run recorded (``--resume``)."""
+        check_same_splits(self.path, dataset)
 
     def split(self, name: str | None = None):
         """Split ``name`` (default: the held-out one) as a ``data.Split``,

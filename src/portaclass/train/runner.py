@@ -15,7 +15,6 @@ from pathlib import Path
 from portaclass import config
 from portaclass._lazy import LazyModule, backend
 from portaclass.data.constants import BUILTINS
-from portaclass.data.run_files import check_same_splits
 from portaclass.errors import PortaclassError, RunError, UsageError
 from portaclass.models import Preprocessing, get_spec
 from portaclass.run import Run, check_run_dir_free, default_run_path
@@ -147,7 +146,7 @@ def resume_training(run_dir, *, given: dict | None = None, quiet: bool = False, 
                               run=run if topology.chief else _replica_copy(run), topology=topology)
     try:
         session.load_data(from_run=True)
-        check_same_splits(run.path, session.dataset)
+        run.check_same_data(session.dataset)
         with dtype_policy(run.config["options"].get("precision", "float32")), distributed.scope(topology):
             session.build_model()
             session.make_pipelines()
