@@ -209,8 +209,9 @@ def test_a_transfer_run_killed_in_phase_two_resumes_in_phase_two(tiny_options, t
 
 @pytest.mark.one_backend  # file-level checks before any training
 def test_resume_refuses_data_whose_files_or_classes_changed_and_keeps_the_checkpoint(tiny_images, tmp_path):
-    """A file or class added since the run started would re-split the data
-    (or break the weights' load): one line naming what changed, exit 2,
+    """A file or class added since the run started, or a file unreadable now,
+    would re-split the data (or break the weights' load): one line naming
+    what changed, exit 2,
     checkpoint untouched; with the data restored the run resumes."""
     import shutil
 
@@ -231,8 +232,14 @@ def test_resume_refuses_data_whose_files_or_classes_changed_and_keeps_the_checkp
     shutil.copytree(data / "star", data / "hexagon")
     added_class = invoke_cli(["train", "--resume", str(run_dir), "--quiet"])
     shutil.rmtree(data / "hexagon")
+    corrupt = next((data / "star").glob("*.png"))
+    good_bytes = corrupt.read_bytes()
+    corrupt.write_bytes(b"not a png any more")
+    unreadable = invoke_cli(["train", "--resume", str(run_dir), "--quiet"])
+    corrupt.write_bytes(good_bytes)
 
-    for result, named in ((added_file, "split is not the one the run"), (added_class, "hexagon")):
+    for result, named in ((added_file, "split is not the one the run"), (added_class, "hexagon"),
+                          (unreadable, f"{corrupt}: cannot be read any more")):
         assert result.exit_code == 2, result.output
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and named in lines[0] and str(data) in lines[0], result.stderr

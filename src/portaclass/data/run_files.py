@@ -67,14 +67,20 @@ def check_same_splits(run_dir, dataset) -> None:
     if dataset.class_names != recorded_classes:
         raise DataError(f"{dataset.root or dataset.name}: the classes are now {', '.join(dataset.class_names)}; "
                         f"the run in {run_dir} trained on {', '.join(recorded_classes)}")
-    for name in ("train", "val", "test"):
+    splits = Path(run_dir) / "splits"
+    recorded = {name: [item for item, _ in read_split_list(run_dir, name)] if (splits / f"{name}.csv").exists() else []
+                for name in ("train", "val", "test")}
+    unreadable = dict(dataset.skipped)  # a file good when the run started, not now, re-splits all
+    lost = next((item for items in recorded.values() for item in items if item in unreadable), None)
+    if lost is not None:
+        raise DataError(f"{Path(dataset.root) / lost}: cannot be read any more ({unreadable[lost]}); the run in "
+                        f"{run_dir} trained on it: restore it to resume, or start a new run")
+    for name, items in recorded.items():
         split = dataset.splits().get(name)
         now = [] if split is None else _split_items(split)
-        path = Path(run_dir) / "splits" / f"{name}.csv"
-        recorded = [item for item, _ in read_split_list(run_dir, name)] if path.exists() else []
-        if now != recorded:
+        if now != items:
             raise DataError(f"{dataset.root or dataset.name}: the {name} split is not the one the run in {run_dir} "
-                            f"recorded ({len(now)} images now, {len(recorded)} in splits/{name}.csv): files were "
+                            f"recorded ({len(now)} images now, {len(items)} in splits/{name}.csv): files were "
                             "added, removed or renamed since; restore them to resume, or start a new run")
 
 
