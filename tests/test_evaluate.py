@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import portaclass
-from portaclass.errors import ModelFileError, RunError, UsageError
+from portaclass.errors import DataError, ModelFileError, RunError, UsageError
 from portaclass.evaluate import expected_calibration_error, score
 from portaclass.run import Run
 from tests.helpers import invoke_cli
@@ -155,6 +155,10 @@ def test_bad_sources_and_data_are_one_line_errors(trained_run, tmp_path):
         portaclass.evaluate(tmp_path / "alone.keras")
     with pytest.raises(UsageError, match="`data`"):
         portaclass.evaluate(result.run_dir, data="holdout")
+    moved = shutil.copytree(result.run_dir, tmp_path / "moved")
+    (moved / "splits" / "root.txt").write_text(str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match=f"{tmp_path / 'nowhere'}: the data folder .* is gone.*--data"):
+        portaclass.evaluate(moved)
 
 
 def test_cli_prints_the_per_class_table_or_json_only(trained_run, tmp_path):

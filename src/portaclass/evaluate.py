@@ -191,10 +191,7 @@ def _resolve_data(classifier: Classifier, data) -> tuple[Split, str, list]:
         if run is None:
             raise UsageError.for_option("data", f"is needed for {classifier.source}, which is not in "
                                         "a run folder: pass a folder of class folders")
-        split = run.split(data)
-        if split.is_files and split.root is not None and not Path(split.root).is_dir():
-            raise DataError(f"the data folder {split.root} the run was trained on is gone (moved or "
-                            "deleted): pass the folder of class folders to evaluate on")
+        split = run.split(data)  # a data folder that is gone is one line naming it (load_split_files)
         return split, f"{run.path} {split.name} split", []
     folder = Path(str(data)).expanduser()
     if not folder.is_dir():

@@ -101,7 +101,8 @@ def load_split_files(run_dir, name: str = "test", root=None) -> Split:
         root = root_file.read_text(encoding="utf-8").strip()
     root = Path(root)
     if not root.is_dir():  # one line naming it, not a decode failure per file
-        raise DataError(f"{root}: the data folder of {run_dir} is not there any more (moved or deleted)")
+        raise DataError(f"{root}: the data folder {run_dir} was trained on is gone (moved or deleted); "
+                        "evaluate takes a folder of class folders with --data")
     index = {c: i for i, c in enumerate(class_names)}
     rows = read_split_list(run_dir, name)
     unknown = sorted({label for _, label in rows if label not in index})
