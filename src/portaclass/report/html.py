@@ -28,7 +28,7 @@ from portaclass.errors import PortaclassError
 from portaclass.evaluate import EVALUATION, Evaluation, evaluate, evaluation_of_outputs, item_names
 from portaclass.inference import Classifier, open_classifier
 from portaclass.report import grid, svg
-from portaclass.run import SKIPPED, Run
+from portaclass.run import SKIPPED, Run, sharing_rebuilt_datasets
 
 REPORT = "report.html"
 TOP_LOSS_IMAGES = 12
@@ -67,6 +67,11 @@ def write_report(run_dir, *, classifier: Classifier | None = None, out=None,
     Returns:
         The path written.
     """
+    with sharing_rebuilt_datasets():
+        return _write_report(run_dir, classifier, out, held_out_outputs)
+
+
+def _write_report(run_dir, classifier: Classifier | None, out, held_out_outputs) -> Path:
     run = Run.open(run_dir)
     history = run.history()
     sections: dict = {"notes": []}
